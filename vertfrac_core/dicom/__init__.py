@@ -1,0 +1,1 @@
+"""DICOM ingest: header index, series grouping and selection, volume assembly (HU + geometry)."""

@@ -1,0 +1,120 @@
+"""Decode one slice (a file or a frame of one) to HU, written straight into the output volume.
+
+Two paths:
+
+* fast: a local, uncompressed little-endian 16-bit file whose Pixel Data offset the header read
+  already found; the slice is read with one ``np.fromfile`` at that offset (no re-parse);
+* general: the object's bytes go through ``pydicom.pixels.pixel_array`` with the installed
+  decoders (pylibjpeg for JPEG, JPEG-LS, JPEG 2000; pydicom for RLE, deflate, big endian).
+
+HU = stored value x RescaleSlope + RescaleIntercept, rounded to int16 (1 HU steps; values
+outside the int16 range are clipped and counted).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from vertfrac_core.dicom import zipio
+from vertfrac_core.dicom.grouping import SliceRef
+from vertfrac_core.errors import DicomError
+
+NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+MAX_OBJECT_BYTES = 4 << 30
+
+
+def read_bytes(location: str, storage_options: dict[str, Any] | None = None,
+               max_bytes: int = MAX_OBJECT_BYTES) -> bytes:
+    """All bytes of a location (a path, a URL or a ``zip://member::container`` member)."""
+    import fsspec
+
+    container, member = zipio.split_location(location)
+    if member is None:
+        with fsspec.open(container, "rb", **(storage_options or {})) as fh:
+            data = fh.read(max_bytes + 1)
+    else:
+        with fsspec.open(container, "rb", **(storage_options or {})) as fh, \
+                zipio.open_zip(fh) as zf:
+            data = zipio.read_member(zf, member, max_bytes + 1)
+    if len(data) > max_bytes:
+        raise DicomError(f"{location} is larger than the {max_bytes}-byte limit")
+    return data
+
+
+def _is_local_file(location: str) -> bool:
+    return "://" not in location or location.startswith("file://")
+
+
+def fast_path_ok(ref: SliceRef) -> bool:
+    """True if the slice can be read by offset without decoding."""
+    h = ref.header
+    return (h.transfer_syntax in NATIVE_LE and h.bits_allocated == 16 and h.samples_per_pixel == 1
+            and h.pixel_offset is not None and h.pixel_offset >= 0 and _is_local_file(h.location))
+
+
+def _native_slice(ref: SliceRef) -> np.ndarray:
+    h = ref.header
+    implicit = h.transfer_syntax == "1.2.840.10008.1.2"
+    start = (h.pixel_offset or 0) + (8 if implicit else 12) + ref.frame * h.rows * h.cols * 2
+    dtype = "<i2" if h.pixel_representation == 1 else "<u2"
+    path = h.location[len("file://"):] if h.location.startswith("file://") else h.location
+    arr = np.fromfile(path, dtype=dtype, count=h.rows * h.cols, offset=start)
+    if arr.size != h.rows * h.cols:
+        raise DicomError(f"{h.location}: pixel data is short ({arr.size} of {h.rows * h.cols} "
+                         "values); the file is truncated")
+    arr = arr.reshape(h.rows, h.cols)
+    bits = h.bits_stored or 16
+    if bits < 16:  # mask unused high bits, sign-extend signed data
+        if h.pixel_representation == 1:
+            shift = 16 - bits
+            arr = (arr << shift) >> shift
+        else:
+            arr = arr & np.uint16((1 << bits) - 1)
+    return arr
+
+
+def _decoded_slice(ref: SliceRef, storage_options: dict[str, Any] | None) -> np.ndarray:
+    from pydicom.pixels import pixel_array
+
+    h = ref.header
+    data = read_bytes(h.location, storage_options)
+    index = ref.frame if h.frames > 1 else None
+    try:
+        arr = pixel_array(io.BytesIO(data), index=index)
+    except Exception as err:  # noqa: BLE001 - decoder errors vary by plugin
+        raise DicomError(f"Cannot decode the pixel data of {h.location} "
+                         f"(transfer syntax {h.transfer_syntax}): {type(err).__name__}: {err}") from err
+    if arr.ndim != 2:
+        raise DicomError(f"{h.location}: expected one grayscale frame, got shape {arr.shape}")
+    return arr
+
+
+def raw_slice(ref: SliceRef, storage_options: dict[str, Any] | None = None) -> np.ndarray:
+    """Stored pixel values of one slice, (rows, columns)."""
+    return _native_slice(ref) if fast_path_ok(ref) else _decoded_slice(ref, storage_options)
+
+
+def to_hu_into(raw: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> int:
+    """Write round(raw * slope + intercept) into int16 ``out``; return how many were clipped."""
+    if slope == 1.0 and float(intercept).is_integer():
+        hu = raw.astype(np.int32)
+        hu += int(intercept)
+    else:
+        hu = np.rint(raw.astype(np.float32) * np.float32(slope) + np.float32(intercept))
+    lo, hi = np.iinfo(np.int16).min, np.iinfo(np.int16).max
+    clipped = int(np.count_nonzero((hu < lo) | (hu > hi)))
+    if clipped:
+        np.clip(hu, lo, hi, out=hu)
+    out[...] = hu
+    return clipped
+
+
+def decode_into(ref: SliceRef, out: np.ndarray, storage_options: dict[str, Any] | None = None) -> int:
+    """Decode one slice to HU into ``out`` (rows, columns) int16; returns the clipped count."""
+    raw = raw_slice(ref, storage_options)
+    if raw.shape != out.shape:
+        raise DicomError(f"{ref.header.location}: slice is {raw.shape}, the series is {out.shape}")
+    return to_hu_into(raw, ref.slope, ref.intercept, out)
