@@ -64,5 +64,66 @@ def demo(
     typer.echo(f"ground truth: {(out / 'truth').resolve()}")
 
 
+@app.command()
+def index(
+    source: str = typer.Argument(..., help="DICOM folder, file, zip, or fsspec URL (s3://bucket/prefix)."),
+    out: str = typer.Option(None, "--out", help="Write the series_index Parquet table under this folder/URL."),
+    workers: int = typer.Option(8, "--workers", min=1, help="Parallel header reads."),
+    endpoint_url: str = typer.Option(None, "--endpoint-url", help="S3 endpoint (MinIO, SeaweedFS...)."),
+    show_paths: bool = typer.Option(False, "--show-paths", help="Print source folders (may embed UIDs)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Index an archive: list its series, the one selected per study, and why each other is not.
+
+    Identifiers are printed and written as keyed hashes; set VERTFRAC_SECRET to your own key.
+    """
+    import os
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from vertfrac_core.dicom.index import IndexSettings, build_index, write_series_index
+    from vertfrac_core.dicom.keys import DEMO_SECRET
+
+    _setup_logging(verbose)
+    secret = os.environ.get("VERTFRAC_SECRET")
+    if not secret:
+        logging.getLogger("vertfrac").warning("VERTFRAC_SECRET not set: using the public demo key")
+    options = {"client_kwargs": {"endpoint_url": endpoint_url}} if endpoint_url else None
+    result = build_index(source, secret=secret or DEMO_SECRET, storage_options=options,
+                         settings=IndexSettings(workers=workers))
+    table = result.table()
+    rows = table.to_pylist()
+    console = Console(width=200)
+    view = Table(title=f"{len(result.series)} series in {len({r['study_key'] for r in rows if r['study_key']})} studies")
+    for col in ("study", "series", "mod", "orient", "slices", "thick mm", "cover mm", "kernel",
+                "selected", "reason", "detail") + (("source",) if show_paths else ()):
+        view.add_column(col)
+
+    def fmt(x: object, nd: int = 1) -> str:
+        return "" if x is None else f"{x:.{nd}f}" if isinstance(x, float) else str(x)
+
+    for r in sorted((r for r in rows if r["study_key"]), key=lambda r: (r["study_key"], r["rank"] if r["rank"] is not None else 99)):
+        cells = [r["study_key"][:8], r["series_key"][:8], fmt(r["modality"]), fmt(r["orientation"]),
+                 fmt(r["n_slices"]), fmt(r["slice_thickness_mm"]), fmt(r["coverage_mm"], 0),
+                 fmt(r["kernel"]), "yes" if r["selected"] else "", fmt(r["reason"]),
+                 fmt(r["reason_detail"])]
+        view.add_row(*cells, *((r["source"],) if show_paths else ()))
+    console.print(view)
+    bad = [r for r in rows if not r["study_key"]]
+    if bad:
+        counts = Counter(r["reason"] for r in bad)
+        files = Table(title=f"{len(bad)} files without a usable image")
+        for col in ("reason", "files", "example"):
+            files.add_column(col)
+        for reason, n in counts.most_common():
+            example = next(r["reason_detail"] for r in bad if r["reason"] == reason)
+            files.add_row(reason, str(n), example)
+        console.print(files)
+    if out:
+        typer.echo(f"series_index written to {write_series_index(table, out, storage_options=options)}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
