@@ -333,7 +333,9 @@ def _series_row(job: StudyJob, s: _Series, folder: str, header: SeriesHeader, wr
                 defects: list[InjectedDefect]) -> dict:
     mine = [d for d in defects if d.series_folder == folder]
     shape = s.volume.shape if s.volume is not None else (1, 256, 320)
-    spacing = s.volume.spacing_mm if s.volume is not None else (float("nan"),) * 3
+    nan = float("nan")
+    spacing = s.volume.spacing_mm if s.volume is not None else (nan, nan, nan)
+    slice_spacing = spacing[2] if shape[0] > 1 else nan
     return {
         "study_folder": job.folder, "series_folder": folder, "patient_seed": job.patient_seed,
         "study_uid": header.study_uid, "series_uid": header.series_uid,
@@ -342,7 +344,7 @@ def _series_row(job: StudyJob, s: _Series, folder: str, header: SeriesHeader, wr
         "modality": "OT" if s.volume is None else "CT", "image_type": "\\".join(s.image_type),
         "transfer_syntax": s.ts.name.lower(), "signed": header.signed,
         "n_files": len(written), "n_slices": shape[0], "rows": shape[1], "columns": shape[2],
-        "slice_thickness_mm": s.thickness_mm, "slice_spacing_mm": spacing[2],
+        "slice_thickness_mm": s.thickness_mm, "slice_spacing_mm": slice_spacing,
         "pixel_spacing_mm": spacing[0], "fov": s.acq.fov.value, "position": s.acq.position,
         "kernel": s.acq.kernel, "bone_kernel": s.acq.bone_kernel, "kvp": s.acq.kvp,
         "manufacturer": s.acq.manufacturer, "contrast": s.acq.contrast,
