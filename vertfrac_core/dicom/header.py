@@ -21,6 +21,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from vertfrac_core.dicom import rawscan
 from vertfrac_core.dicom.reasons import FileReason
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -40,6 +41,42 @@ HEADER_TAGS = [
     "ContrastBolusAgent", "GantryDetectorTilt", "BodyPartExamined",
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
 ]
+
+
+_US_KEYWORDS = {"Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+                "PixelRepresentation"}
+
+
+def _tag_of(keyword: str) -> int:
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword  # static list above: a programming error if missing
+    return int(tag)
+
+
+_TAGS = {kw: _tag_of(kw) for kw in [*HEADER_TAGS, "MediaStorageSOPClassUID"]}
+_WANTED = set(_TAGS.values())
+
+
+class _RawView:
+    """Read-only ``Dataset.get`` look-alike over the raw values found by ``rawscan``."""
+
+    def __init__(self, raw: dict[int, bytes], little: bool, ts: str) -> None:
+        self.raw, self.h2, self.ts = raw, "<H" if little else ">H", ts
+        self.file_meta = self
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        if keyword == "TransferSyntaxUID":
+            return self.ts
+        b = self.raw.get(_TAGS.get(keyword, -1))
+        if b is None:
+            return default
+        if keyword in _US_KEYWORDS:
+            return struct.unpack(self.h2, b[:2])[0] if len(b) >= 2 else default
+        text = b.decode("latin-1").strip("\x00 ")
+        parts = text.split("\\")
+        return parts if len(parts) > 1 else (text or default)
 
 
 @dataclass(frozen=True)
@@ -165,6 +202,16 @@ def _parse(
         bomb = _deflate_bomb(data, limits)
         if bomb:
             return _failed(location, size, etag, FileReason.DECOMPRESSION_BOMB, bomb)
+    try:
+        raw, offset, little_raw, ts = rawscan.scan(data, _WANTED)
+    except rawscan.Incomplete:
+        if not complete:
+            return None
+    except rawscan.NotSimple:
+        pass
+    else:  # the common case: a plain Part 10 file, read without building a Dataset
+        view: Any = _RawView(raw, little_raw, ts)
+        return _to_header(view, data, location, size, etag, offset, little_raw, limits)
     fp = io.BytesIO(data)
     try:
         try:

@@ -24,6 +24,7 @@ import logging
 import os
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,26 @@ def _decode_chunk(path: str, shape: tuple[int, int, int], jobs: list[tuple[int, 
     return clipped
 
 
+def _decode_in_processes(jobs: list[tuple[int, SliceRef]], shape: tuple[int, int, int], n: int,
+                         storage_options: dict[str, Any] | None) -> tuple[np.ndarray, int, str]:
+    """Decode in ``n`` worker processes into a shared memmap (fork when single-threaded)."""
+    import multiprocessing as mp
+    import sys
+    import threading
+
+    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+    out, path = _shared_output(shape)
+    try:
+        chunks = [jobs[i::n] for i in range(n)]
+        with ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
+            futures = [pool.submit(_decode_chunk, path, shape, c, storage_options)
+                       for c in chunks if c]
+            clipped = sum(f.result() for f in futures)
+    finally:
+        os.unlink(path)  # the parent's mapping stays valid after unlink
+    return out.view(np.ndarray), clipped, f"{n} processes ({method})"
+
+
 def _decode_all(refs: list[SliceRef], shape: tuple[int, int, int], settings: LoadSettings,
                 storage_options: dict[str, Any] | None) -> tuple[np.ndarray, int, str]:
     """Decode every slice in order into a new (K, rows, cols) int16 array."""
@@ -78,18 +99,10 @@ def _decode_all(refs: list[SliceRef], shape: tuple[int, int, int], settings: Loa
     jobs = list(enumerate(refs))
     compressed = sum(1 for r in refs if not fast_path_ok(r))
     if settings.use_processes and n > 1 and compressed >= settings.process_min_slices:
-        out, path = _shared_output(shape)
         try:
-            chunks = [jobs[i::n] for i in range(n)]
-            import multiprocessing as mp
-
-            with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as pool:
-                futures = [pool.submit(_decode_chunk, path, shape, c, storage_options)
-                           for c in chunks if c]
-                clipped = sum(f.result() for f in futures)
-        finally:
-            os.unlink(path)  # the parent's mapping stays valid after unlink
-        return out.view(np.ndarray), clipped, f"{n} processes"
+            return _decode_in_processes(jobs, shape, n, storage_options)
+        except BrokenProcessPool as err:  # e.g. an interactive __main__ that spawn cannot import
+            log.warning("worker processes failed (%s); decoding with threads instead", err)
     out_arr = np.empty(shape, dtype=np.int16)
     if n == 1 or len(jobs) < 4:
         clipped = sum(decode_into(ref, out_arr[k], storage_options) for k, ref in jobs)
