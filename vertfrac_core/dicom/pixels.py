@@ -23,6 +23,7 @@ from vertfrac_core.dicom.grouping import SliceRef
 from vertfrac_core.errors import DicomError
 
 NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+DEFLATED = "1.2.840.10008.1.2.1.99"
 MAX_OBJECT_BYTES = 4 << 30
 
 
@@ -83,7 +84,13 @@ def _decoded_slice(ref: SliceRef, storage_options: dict[str, Any] | None) -> np.
     data = read_bytes(h.location, storage_options)
     index = ref.frame if h.frames > 1 else None
     try:
-        arr = pixel_array(io.BytesIO(data), index=index)
+        if h.transfer_syntax == DEFLATED:  # pixel_array(file) does not inflate; the index
+            from pydicom import dcmread   # already bounded the inflated size (header.py)
+
+            arr = dcmread(io.BytesIO(data)).pixel_array
+            arr = arr[ref.frame] if h.frames > 1 else arr
+        else:
+            arr = pixel_array(io.BytesIO(data), index=index)
     except Exception as err:  # noqa: BLE001 - decoder errors vary by plugin
         raise DicomError(f"Cannot decode the pixel data of {h.location} "
                          f"(transfer syntax {h.transfer_syntax}): {type(err).__name__}: {err}") from err
