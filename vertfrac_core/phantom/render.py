@@ -20,6 +20,7 @@ from vertfrac_core.phantom.skeleton import (
     BoneMaterial,
     paint_disc,
     paint_ribs,
+    paint_sacrum,
     paint_sternum_and_pelvis,
     paint_vertebra,
 )
@@ -48,8 +49,8 @@ def _material(phantom: Phantom, rng: np.random.Generator) -> BoneMaterial:
     tex /= tex.std() + 1e-6
     age = phantom.spec.age
     return BoneMaterial(
-        cortex_hu=float(np.clip(1050.0 - 4.0 * (age - 30) + rng.normal(0, 40), 600.0, 1100.0)),
-        cortex_mm=1.1, texture=tex, texture_hu=float(0.18 * max(phantom.spec.l1_hu, 60.0)),
+        cortex_hu=float(np.clip(900.0 - 3.0 * (age - 30) + rng.normal(0, 40), 600.0, 1000.0)),
+        cortex_mm=0.8, texture=tex, texture_hu=float(0.3 * max(phantom.spec.l1_hu, 60.0) + 12.0),
     )
 
 
@@ -101,6 +102,7 @@ def render_grid(phantom: Phantom, grid: Grid, settings: RenderSettings, seed: in
         paint_vertebra(canvas, v, mat)
     paint_ribs(canvas, phantom, prof, mat, cartilage_hu=90.0 + 2.5 * (phantom.spec.age - 40))
     paint_sternum_and_pelvis(canvas, phantom, prof, mat)
+    paint_sacrum(canvas, phantom, mat)
     out = canvas.data
     if settings.metal:
         _metal(out, grid, phantom, rng, settings.edge_mm)

@@ -84,15 +84,16 @@ def _vertebra_fields(v: Vertebra, p: dict[str, float]):
         d_xy = (rho - 1.0) * np.float32(min(b.half_depth, b.half_width))
         top, bot = b.plates(a, rho)
         d_body = np.maximum(d_xy, np.maximum(s - top, bot - s))
-        d_pe = slab_capsule(a, s, l, np.array([a_back, 0.0]), np.array([sp_end[0], sp_end[2]]),
-                            0.6 * sp_h + 2.5, 2.6)  # spinous process
+        d_pe = slab_capsule(a, s, l, np.array([a_back + 3.0, 0.0]), np.array([sp_end[0], sp_end[2]]),
+                            0.6 * sp_h + 2.5, 3.2 if sp_h > 3 else 2.6)  # spinous process
+        lam_r = 2.4 + 0.08 * b.half_width
         for side in (-1.0, 1.0):
             lp = side * (rc_l + ped_r * 0.6)
             parts = [
-                capsule(a, l, s, np.array([-b.half_depth + 2, lp, 0.15 * b.hp]),
-                        np.array([a_c - rc_a * 0.2, lp, 0.1 * b.hp]), ped_r),  # pedicle
+                slab_capsule(a, l, s - np.float32(0.12 * b.hp), np.array([-b.half_depth + 2, lp]),
+                             np.array([a_c - rc_a * 0.2, lp]), ped_r * 0.85, 0.2 * b.hp),  # pedicle
                 slab_capsule(a, l, s + np.float32(0.05 * b.hp), np.array([a_c - rc_a * 0.2, lp]),
-                             np.array([a_back, 0.0]), 2.6, 0.42 * b.hp),  # lamina
+                             np.array([a_back, 0.0]), lam_r, 0.42 * b.hp),  # lamina
             ]
             if thoracic:
                 tip = np.array([a_c - 10.0, side * (p["W"] + p["tp_len"]), 0.2 * b.hp])
@@ -131,7 +132,7 @@ def paint_vertebra(canvas: Canvas, v: Vertebra, mat: BoneMaterial) -> None:
         a, l, s = _local(v, X, Y, Z)
         trab = np.float32(v.trabecular_hu) + _texture_at(mat, a, l, s) * np.float32(mat.texture_hu)
         al_b, hu_b = shell(d_body, edge, mat.cortex_mm, mat.cortex_hu, trab)
-        al_p, hu_p = shell(d_pe, edge, mat.cortex_mm * 0.9, mat.cortex_hu * 0.92, trab + np.float32(70.0))
+        al_p, hu_p = shell(d_pe, edge, mat.cortex_mm * 1.2, mat.cortex_hu * 0.9, trab * np.float32(1.3) + np.float32(110.0))
         alpha = occupancy(d_canal, edge) * np.float32(0.95)
         hu = np.full_like(alpha, 12.0)
         for al2, hu2 in ((al_p, hu_p), (al_b, hu_b)):  # canal under bone, body on top
@@ -270,3 +271,34 @@ def paint_sternum_and_pelvis(canvas: Canvas, phantom: Phantom, torso: TorsoProfi
                 return shell(capsule(X, Y, Z, a, b, r), edge, 1.6, mat.cortex_hu * 0.9, np.float32(marrow))
 
             canvas.paint(lo, hi, part)
+
+
+def paint_sacrum(canvas: Canvas, phantom: Phantom, mat: BoneMaterial) -> None:
+    """Fused sacral segments S2-S5 and the coccyx along the curve below S1, tapering, with alae."""
+    s1 = phantom.vertebra("S1")
+    curve = phantom.curve_lps
+    i0 = int(np.argmin(np.linalg.norm(curve - s1.origin_lps, axis=1)))
+    start = i0 + int(s1.body.hp * 0.5 + 6)
+    sc = phantom.spec.body_scale
+    edge = canvas.edge_mm
+    marrow = 0.8 * s1.trabecular_hu + 30.0
+    idx = list(range(start, min(len(curve) - 1, start + 100), 9))
+    for n, (ia, ib) in enumerate(zip(idx[:-1], idx[1:], strict=False)):
+        frac = n / max(1, len(idx) - 2)
+        r = (15.0 - 10.0 * frac) * sc
+        wing = (42.0 - 34.0 * frac) * sc
+        a, b = curve[ia], curve[ib]
+        left = s1.frame[:, 1]
+        back = -s1.frame[:, 0]
+        segs = [(a, b, r), (a + left * wing * 0.4 + back * 4, a + left * wing + back * 10, r * 0.9),
+                (a - left * wing * 0.4 + back * 4, a - left * wing + back * 10, r * 0.9)]
+        for p0, p1, rr in segs:
+            lo, hi = np.minimum(p0, p1) - rr - 3, np.maximum(p0, p1) + rr + 3
+
+            def fields(X, Y, Z, p0=p0, p1=p1, rr=rr):
+                return {"d": capsule(X, Y, Z, p0, p1, rr)}
+
+            def shape(X, Y, Z, d):
+                return shell(d, edge, mat.cortex_mm, mat.cortex_hu * 0.85, np.float32(marrow))
+
+            canvas.paint(lo, hi, shape, fields=fields)

@@ -177,7 +177,7 @@ def build_phantom(spec: PatientSpec) -> Phantom:
         gap *= 1.0 - 0.25 * min(1.0, max(0.0, (spec.age - 50) / 40.0))  # disc height falls with age
         centres_s.append(centres_s[-1] + bodies[i - 1].hp / 2 + gap + bodies[i].hp / 2)
     s_lv = dict(zip(levels, centres_s, strict=True))
-    total = centres_s[-1] + 40.0
+    total = centres_s[-1] + 120.0  # the sacrum and coccyx continue below S1
     s = np.arange(-20.0, total, 1.0)
 
     # sagittal curvature (deg per mm; positive = kyphotic, i.e. the tangent turns posteriorly)
@@ -186,7 +186,7 @@ def build_phantom(spec: PatientSpec) -> Phantom:
         -18.0 * _bump(s, s_lv["C3"], s_lv["T1"])
         + sh.kyphosis_deg * _bump(s, s_lv["T2"], s_lv["T12"])
         - sh.lordosis_deg * _bump(s, s_lv["T12"], s_lv["S1"])
-        + 25.0 * _bump(s, s_lv["S1"], s_lv["S1"] + 40.0)
+        + 55.0 * _bump(s, s_lv["S1"], s_lv["S1"] + 110.0)
     )
     for i, lv in enumerate(levels):
         b = bodies[i]

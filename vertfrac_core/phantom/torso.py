@@ -84,7 +84,7 @@ def torso_profile(phantom: Phantom, prone: bool = False) -> TorsoProfile:
     back_y = sy + back
     cy = back_y - ay
     if not prone:
-        table_y = float(np.percentile(back_y[(z > zl["T1"] - 300) & (z < zl["T1"])], 85)) + 1.0
+        table_y = float(np.percentile(back_y[(z > zl["T1"] - 300) & (z < zl["T1"])], 95)) + 1.0
     else:
         front = cy - ay
         table_y = float(np.percentile(front[(z > zl["L3"]) & (z < zl["T4"])], 15)) - 1.0
@@ -121,6 +121,15 @@ def _bank(rng: np.random.Generator, shape: tuple[int, int], sigma_px: float, n: 
     return out
 
 
+def _field3d(rng: np.random.Generator, shape: tuple[int, int, int],
+             sigma_vox: tuple[float, float, float]) -> np.ndarray:
+    """A smooth 3D random field of unit standard deviation (Gaussian-filtered white noise)."""
+    from scipy.ndimage import gaussian_filter
+
+    f = gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_vox, mode="nearest")
+    return f / (f.std() + 1e-6)
+
+
 def paint_soft_tissue(canvas: Canvas, phantom: Phantom, prof: TorsoProfile, contrast: bool,
                       rng: np.random.Generator) -> None:
     """Paint every soft tissue of ``phantom`` into ``canvas`` (a coarse grid)."""
@@ -130,8 +139,11 @@ def paint_soft_tissue(canvas: Canvas, phantom: Phantom, prof: TorsoProfile, cont
     px = float(abs(g.xs[1] - g.xs[0]))
     tex = _bank(rng, (len(g.ys), len(g.xs)), 6.0 / px)
     fine = _bank(rng, (len(g.ys), len(g.xs)), 1.2 / px)
-    kidx = rng.integers(0, len(tex), size=len(g.zs))
-    tex_vol = tex[kidx]  # (K, J, I) low-frequency texture, unit std
+    pz = float(abs(g.zs[1] - g.zs[0])) if len(g.zs) > 1 else px
+    bowel_vol = _field3d(rng, g.shape, (9.0 / pz, 9.0 / px, 9.0 / px))  # loops, continuous in z
+    tex_vol = _field3d(rng, g.shape, (6.0 / pz, 6.0 / px, 6.0 / px))  # (K, J, I), unit std
+    vessel = _bank(rng, (len(g.ys), len(g.xs)), 1.8 / px)
+    vessel_vol = vessel[rng.integers(0, len(vessel), size=len(g.zs))]
     fine_vol = fine[rng.integers(0, len(fine), size=len(g.zs))]
     zmin, zmax = float(g.zs.min()), float(g.zs.max())
 
@@ -155,17 +167,21 @@ def paint_soft_tissue(canvas: Canvas, phantom: Phantom, prof: TorsoProfile, cont
         inset = prof.fat_mm + prof.wall_mm
         cy, ax, ay = prof.at("cy", Z), prof.at("ax", Z), prof.at("ay", Z)
         sy, D = prof.at("spine_y", Z), prof.at("half_depth", Z)
+        sx, W = prof.at("spine_x", Z), prof.at("half_width", Z)
         d = ellipse_distance(X, Y - cy, ax - inset, ay - inset)
-        d = np.maximum(d, Y - (sy + D * 0.3))  # the cavity ends at the column
+        # the column and its muscles block the cavity in the midline; lungs reach the gutters
+        d_block = np.maximum(np.abs(X - sx) - (W + 18.0), (sy - D * 0.6) - Y)
+        d = np.maximum(d, -d_block)
         d = np.maximum(d, Z - np.float32(prof.z_apex + 25.0))  # no cavity in the neck
         d = np.maximum(d, np.float32(prof.z_s1 - 120.0) - Z)
         k = zsel(Z)
         # abdomen: mesenteric fat with bowel loops (a band of the texture), chest: lung
-        loops = tex_vol[k] * 0.8 + fine_vol[k] * 0.6
-        abdo = np.where(np.abs(loops) < 0.45, np.float32(hu.bowel), np.float32(-85.0))
-        abdo = np.where(loops < -1.9, np.float32(-900.0), abdo)  # gas
+        loops = bowel_vol[k]
+        abdo = np.where(loops > 0.35, np.float32(hu.bowel) + 10.0 * fine_vol[k], np.float32(-88.0))
+        abdo = np.where(np.abs(loops - 0.35) < 0.12, np.float32(hu.bowel + 15.0), abdo)  # walls
+        abdo = np.where(loops > 1.7, np.float32(-950.0), abdo)  # gas in the largest loops
         dome = prof.z_dome - 0.004 * ((np.abs(X) - 65.0) ** 2 + (Y - cy) ** 2) - 12.0 * (X > 0)
-        lung = np.float32(hu.lung) + 35.0 * fine_vol[k] + 400.0 * np.clip(fine_vol[k] - 2.0, 0, None)
+        lung = np.float32(hu.lung) + 25.0 * fine_vol[k] + 900.0 * np.clip(vessel_vol[k] - 2.3, 0, 1)
         apex_taper = np.clip((prof.z_apex - Z) / 50.0, 0.0, 1.0)
         is_lung = (Z > dome) & (np.abs(X) > 20.0 + (1 - apex_taper) * (ax - inset))
         val = np.where(is_lung, lung, abdo)
@@ -209,7 +225,7 @@ def _paint_organs(canvas: Canvas, phantom: Phantom, prof: TorsoProfile, hu: Soft
     # mediastinum, heart, great vessels
     _ellipsoid(canvas, np.array([0.0, sy_at(zl["T4"]) - D_at(zl["T4"]) - 40, zl["T4"]]), (32 * sc, 40 * sc, 70), -40.0)
     zh = zl["T8"]
-    _ellipsoid(canvas, np.array([25.0 * sc, sy_at(zh) - D_at(zh) - 70 * sc, zh]), (68 * sc, 55 * sc, 60 * sc), hu.blood if contrast else 40.0)
+    _ellipsoid(canvas, np.array([28.0 * sc, sy_at(zh) - D_at(zh) - 78 * sc, zh]), (58 * sc, 46 * sc, 55 * sc), hu.blood if contrast else 40.0)
     if contrast:  # myocardium of the left ventricle around the enhanced blood pool
         _ellipsoid(canvas, np.array([45.0 * sc, sy_at(zh) - D_at(zh) - 60 * sc, zh - 10]), (30 * sc, 26 * sc, 30 * sc), 60.0)
     _tube_z(canvas, prof, zl["L4"], zl["T4"], 16 * sc, -13 * sc, 12.5 * sc, hu.blood)  # descending aorta
