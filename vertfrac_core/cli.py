@@ -32,14 +32,20 @@ def synth(
     truth: str = typer.Option(
         None, "--truth", help="Where the ground-truth Parquet goes (default: OUT + '_truth')."
     ),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes writing studies in parallel."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing archive and truth."),
+    endpoint_url: str = typer.Option(None, "--endpoint-url", help="S3 endpoint (MinIO, SeaweedFS...)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Write a synthetic archive of spine CT studies with ground truth beside it."""
     _setup_logging(verbose)
     from vertfrac_core.phantom.archive import ArchiveSettings, write_archive
 
-    settings = ArchiveSettings(patients=patients, seed=seed, profile=profile)
-    summary = write_archive(out, settings, truth_url=truth)
+    settings = ArchiveSettings(
+        patients=patients, seed=seed, profile=profile, workers=workers, overwrite=overwrite
+    )
+    options = {"client_kwargs": {"endpoint_url": endpoint_url}} if endpoint_url else None
+    summary = write_archive(out, settings, truth_url=truth, storage_options=options)
     typer.echo(summary.describe())
 
 
@@ -56,7 +62,7 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     archive = out / "archive"
     summary = write_archive(
-        str(archive), ArchiveSettings(patients=patients, seed=seed, profile="small"),
+        str(archive), ArchiveSettings(patients=patients, seed=seed, profile="small", overwrite=True),
         truth_url=str(out / "truth"),
     )
     typer.echo(summary.describe())

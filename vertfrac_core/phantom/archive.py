@@ -183,5 +183,5 @@ def write_archive(
         fractured_patients=sum(bool(r.patient["fractured"]) for r in records),
         defects=dict(counts), seconds=time.perf_counter() - t0,
     )
-    log.info("%s", summary.describe())
+    log.info("archive %s: %d studies, %d files in %.1f s", url, summary.studies, summary.files, summary.seconds)
     return summary
