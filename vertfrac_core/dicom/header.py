@@ -204,7 +204,13 @@ def _parse(
             return _failed(location, size, etag, FileReason.DECOMPRESSION_BOMB, bomb)
     try:
         raw, offset, little_raw, ts = rawscan.scan(data, _WANTED)
-    except rawscan.Incomplete:
+    except rawscan.Incomplete as inc:
+        if not inc.at_boundary and inc.end > size:  # runs past the end of the file: decided
+            reason = (FileReason.ELEMENT_TOO_LARGE if inc.end - size > max(size, 1 << 20)
+                      else FileReason.TRUNCATED)
+            return _failed(location, size, etag, reason,
+                           f"an element declares a length reaching byte {inc.end} of a "
+                           f"{size}-byte file")
         if not complete:
             return None
     except rawscan.NotSimple:

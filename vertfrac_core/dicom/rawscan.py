@@ -26,7 +26,15 @@ class NotSimple(Exception):
 
 
 class Incomplete(NotSimple):
-    """The buffer ends before the header does."""
+    """The buffer ends before the header does.
+
+    ``end`` is the byte offset the walk needed to reach; ``at_boundary`` is True when the
+    buffer ended exactly between two elements (which a dataset without pixel data also does).
+    """
+
+    def __init__(self, message: str, end: int, at_boundary: bool = False) -> None:
+        super().__init__(message)
+        self.end, self.at_boundary = end, at_boundary
 
 
 def scan(data: bytes, wanted: set[int]) -> tuple[dict[int, bytes], int, bool, str]:
@@ -70,7 +78,7 @@ class _Walker:
         """(tag, value start, value length, is sequence) of the element at ``pos``."""
         d = self.data
         if pos + 8 > len(d):
-            raise Incomplete("header ends early")
+            raise Incomplete("header ends early", pos + 8, at_boundary=pos == len(d))
         group, elem = struct.unpack_from(self.hh, d, pos)
         tag = (group << 16) | elem
         if self.implicit or group == 0xFFFE:
@@ -79,7 +87,7 @@ class _Walker:
         vr = d[pos + 4:pos + 6]
         if vr in LONG_VRS:
             if pos + 12 > len(d):
-                raise Incomplete("header ends early")
+                raise Incomplete("header ends early", pos + 12)
             (length,) = struct.unpack_from(self.i4, d, pos + 8)
             return tag, pos + 12, length, vr == b"SQ" or length == 0xFFFFFFFF
         if not vr.isalpha():
@@ -100,7 +108,7 @@ class _Walker:
                 continue
             end = start + length
             if end > len(self.data):
-                raise Incomplete("value ends after the buffer")
+                raise Incomplete("value ends after the buffer", end)
             if tag in wanted:
                 values[tag] = self.data[start:end]
             pos = end
@@ -111,7 +119,7 @@ class _Walker:
             raise NotSimple("sequences nested too deep")
         if length != 0xFFFFFFFF:
             if start + length > len(self.data):
-                raise Incomplete("sequence ends after the buffer")
+                raise Incomplete("sequence ends after the buffer", start + length)
             return start + length
         pos = start
         while True:
@@ -135,4 +143,4 @@ class _Walker:
             else:
                 pos = s + n
                 if pos > len(self.data):
-                    raise Incomplete("item ends after the buffer")
+                    raise Incomplete("item ends after the buffer", pos)
