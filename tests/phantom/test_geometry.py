@@ -1,0 +1,142 @@
+"""Phantom anatomy and ground truth: keypoints on the rendered surfaces, grades that match the
+intended deformity, natural shape not called a fracture, the population model, determinism."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from vertfrac_core.anatomy import Grade
+from vertfrac_core.morphometry import DeformityType
+from vertfrac_core.phantom.acquisition import coarse_grid
+from vertfrac_core.phantom.population import (
+    FractureSpec,
+    fracture_probability,
+    sample_patient,
+)
+from vertfrac_core.phantom.render import RenderSettings, render_grid
+from vertfrac_core.phantom.spine import build_phantom
+from vertfrac_core.resample import sample_lps
+from vertfrac_core.volume import Volume
+
+QUIET = RenderSettings(thickness_mm=1.0, edge_mm=0.7, noise_hu=0.0, noise_corr_mm=0.5,
+                       contrast=False, metal=False, prone=False)
+
+
+def _lumbar_render(spec, spacing=1.0):
+    ph = build_phantom(spec)
+    z = [v.origin_lps[2] for v in ph.vertebrae if v.level in ("T12", "L3")]
+    grid = coarse_grid(ph, spacing, (min(z) - 25, max(z) + 25), half_width_mm=120.0)
+    hu = render_grid(ph, grid, replace(QUIET, thickness_mm=spacing), seed=0)
+    return ph, Volume(hu=hu, affine_lps=grid.affine_lps)
+
+
+def test_keypoints_lie_on_rendered_body_surface() -> None:
+    spec = replace(sample_patient(3), l1_hu=240.0, fractures=(
+        FractureSpec("L1", DeformityType.WEDGE, 0.35),))
+    ph, vol = _lumbar_render(spec)
+    checked = 0
+    for v in ph.vertebrae:
+        if v.level not in ("L1", "L2"):
+            continue
+        kp = v.keypoints_lps
+        e_ant, e_sup = v.frame[:, 0], v.frame[:, 2]
+        for n in range(6):
+            out_dir = e_sup if n % 2 == 0 else -e_sup  # upper points face cranially
+            towards_centre = -np.sign((n < 2) - (n >= 4)) * e_ant * (0.0 if 2 <= n < 4 else 1.0)
+            inside = kp[n] - 1.0 * out_dir + 1.0 * towards_centre
+            outside = kp[n] + 1.0 * out_dir
+            hu_in, hu_out = sample_lps(vol, np.stack([inside, outside]))
+            assert hu_in > 250.0, (v.level, n, hu_in)  # bone (cortex/trabecular) within 1 mm
+            assert hu_out < 200.0, (v.level, n, hu_out)  # disc or soft tissue within 1 mm
+            checked += 1
+    assert checked == 12
+
+
+def test_rendered_heights_match_truth_profile() -> None:
+    """The bone extent along the body's axis at the middle keypoints equals hm within 1 voxel."""
+    spec = replace(sample_patient(5), l1_hu=230.0, fractures=(
+        FractureSpec("L2", DeformityType.BICONCAVE, 0.3),))
+    ph, vol = _lumbar_render(spec, spacing=0.8)
+    for t in ph.truth:
+        if t.level not in ("L1", "L2"):
+            continue
+        v = ph.vertebra(t.level)
+        mid = 0.5 * (t.keypoints_lps[2] + t.keypoints_lps[3])
+        ts = np.arange(-25.0, 25.0, 0.1)
+        prof = sample_lps(vol, mid[None, :] + ts[:, None] * v.frame[:, 2][None, :])
+        inside = ts[prof > 180.0]
+        inside = inside[np.abs(inside) < t.hm_mm / 2 + 4]
+        measured = inside.max() - inside.min()
+        assert abs(measured - t.hm_mm) < 1.0, (t.level, measured, t.hm_mm)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_truth_grade_follows_intended_fracture(seed: int) -> None:
+    ph = build_phantom(sample_patient(seed))
+    for t in ph.truth:
+        if t.intended is None:
+            continue
+        assert abs(t.grading.height_loss - t.intended.height_loss) < 0.06, t
+        assert t.grading.grade >= Grade.MILD
+        if t.intended.type == DeformityType.WEDGE:
+            assert t.grading.type == DeformityType.WEDGE
+
+
+def test_normal_vertebrae_are_not_called_fractures() -> None:
+    """Natural wedging/concavity must not read as fracture: false positives under 1 %."""
+    normal = fp = 0
+    for seed in range(300):
+        ph = build_phantom(sample_patient(seed))
+        for t in ph.truth:
+            if t.intended is None:
+                normal += 1
+                fp += t.grading.grade >= Grade.MILD
+    assert normal > 4000
+    assert fp / normal < 0.01, fp / normal
+
+
+def test_population_prevalence_rises_with_age_and_is_lower_in_men() -> None:
+    assert fracture_probability(50, "F") == pytest.approx(0.05, abs=1e-3)
+    assert fracture_probability(85, "F") == pytest.approx(0.30, abs=1e-3)
+    assert fracture_probability(85, "M") < fracture_probability(85, "F")
+    specs = [sample_patient(s) for s in range(3000)]
+    old_f = [s.fractured for s in specs if s.sex == "F" and s.age >= 80]
+    young = [s.fractured for s in specs if s.age < 55]
+    assert np.mean(old_f) > 2.5 * np.mean(young)
+
+
+def test_scoliosis_cobb_angle_is_as_specified() -> None:
+    found = 0
+    for seed in range(200):
+        spec = sample_patient(seed)
+        if spec.shape.scoliosis_cobb_deg < 30:
+            continue
+        ph = build_phantom(spec)
+        # coronal tilt of each vertebra's superior axis; Cobb = largest difference of tilts
+        tilt = [np.degrees(np.arctan2(v.frame[0, 2], v.frame[2, 2])) for v in ph.vertebrae if v.graded]
+        cobb = max(tilt) - min(tilt)
+        assert abs(cobb - spec.shape.scoliosis_cobb_deg) < 6.0, (seed, cobb, spec.shape.scoliosis_cobb_deg)
+        found += 1
+    assert found >= 3
+
+
+def test_same_seed_same_phantom_and_render() -> None:
+    a, b = build_phantom(sample_patient(11)), build_phantom(sample_patient(11))
+    assert np.array_equal(a.curve_lps, b.curve_lps)
+    grid = coarse_grid(a, 4.0, (-200.0, -100.0), half_width_mm=80.0)
+    r1 = render_grid(a, grid, QUIET, seed=1)
+    r2 = render_grid(b, grid, QUIET, seed=1)
+    assert np.array_equal(r1, r2)
+    assert sample_patient(12).patient_id != sample_patient(11).patient_id
+
+
+def test_variants_occur() -> None:
+    specs = [sample_patient(s) for s in range(1500)]
+    assert any(s.rib_pairs == 11 for s in specs)
+    assert any("T13" in s.levels for s in specs)
+    assert any("L6" in s.levels for s in specs)
+    for s in specs[:50]:
+        assert s.levels[0] == "C7" and s.levels[-1] in ("L5", "L6")
