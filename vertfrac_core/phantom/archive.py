@@ -24,7 +24,8 @@ import numpy as np
 from vertfrac_core.errors import InputError
 from vertfrac_core.phantom.defects import DefectKind, DefectRates, InjectedDefect
 from vertfrac_core.phantom.dicom_writer import open_fs
-from vertfrac_core.phantom.study import Renderer, SeriesMix, StudyJob, StudyRecord, write_study
+from vertfrac_core.phantom.series_plan import Renderer, SeriesMix
+from vertfrac_core.phantom.study import StudyJob, StudyRecord, write_study
 from vertfrac_core.phantom.truth import tables
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,8 @@ def _write_truth(truth_url: str, records: list[StudyRecord], settings: ArchiveSe
     for name in TRUTH_TABLES:
         with fs.open(f"{root}/{name}.parquet", "wb") as fh:
             frames[name].to_parquet(fh, index=False)
-    meta = {"settings": asdict(settings), "tables": list(TRUTH_TABLES)}
+    content = {k: v for k, v in asdict(settings).items() if k not in ("workers", "overwrite")}
+    meta = {"settings": content, "tables": list(TRUTH_TABLES)}  # only what shapes the content
     fs.pipe_file(f"{root}/settings.json", json.dumps(meta, indent=1, sort_keys=True).encode())
 
 
