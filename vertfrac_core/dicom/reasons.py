@@ -32,8 +32,8 @@ class SeriesReason(StrEnum):
     NOT_CT = "not_ct"
     UNSUPPORTED_TRANSFER_SYNTAX = "unsupported_transfer_syntax"
     LOCALIZER = "localizer"  # ImageType LOCALIZER/SCOUT/TOPOGRAM or a 1-2 slice projection
-    NON_AXIAL = "non_axial"  # slice normal more than the tilt limit away from the body axis
     DERIVED = "derived"  # DERIVED/SECONDARY image type, MPR/MIP, secondary capture
+    NON_AXIAL = "non_axial"  # slice normal more than the tilt limit away from the body axis
     TOO_THICK = "too_thick"  # slice thickness (or spacing) over the limit
     TOO_FEW_SLICES = "too_few_slices"
     SHORT_COVERAGE = "short_coverage"  # craniocaudal extent too short to hold a vertebra

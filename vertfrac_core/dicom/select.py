@@ -1,8 +1,8 @@
 """Pick one series per study for spine analysis; give every other series a reason code.
 
 Rejection rules, checked in the order of ``SeriesReason`` (the first that applies is recorded):
-not CT; no installed decoder; localizer/scout; slice normal far from the body axis; derived or
-secondary (reformat, MIP, secondary capture); too thick; too few slices; inconsistent geometry;
+not CT; no installed decoder; localizer/scout; derived or secondary (reformat, MIP, secondary
+capture); slice normal far from the body axis; too thick; too few slices; inconsistent geometry;
 too short a craniocaudal coverage to hold a vertebra.
 
 Ranking among the acceptable series (best first): thinner slices (``preferred_thickness_mm`` or
@@ -100,14 +100,14 @@ def reject_reason(series: Series, policy: SelectionPolicy) -> tuple[SeriesReason
         return SeriesReason.UNSUPPORTED_TRANSFER_SYNTAX, codecs.decoder_status(h.transfer_syntax)[1]
     if is_localizer(h) or any(w in h.series_description.upper() for w in ("SCOUT", "TOPOGRAM", "LOCALIZER", "SURVIEW")):
         return SeriesReason.LOCALIZER, f"image type {'/'.join(h.image_type)} marks a localizer"
-    angle = axial_angle_deg(series)
-    if angle is not None and angle > policy.max_axial_angle_deg:
-        return SeriesReason.NON_AXIAL, (f"slice normal is {angle:.0f} deg from the body axis "
-                                        f"(limit {policy.max_axial_angle_deg:.0f}): not axial")
     derived = DERIVED_TYPES.intersection(h.image_type)
     if (h.image_type[:1] == ("DERIVED",) or h.image_type[1:2] == ("SECONDARY",) or derived
             or h.sop_class_uid.startswith(SECONDARY_CAPTURE)):
         return SeriesReason.DERIVED, f"image type {'/'.join(h.image_type) or '?'} is derived/secondary"
+    angle = axial_angle_deg(series)
+    if angle is not None and angle > policy.max_axial_angle_deg:
+        return SeriesReason.NON_AXIAL, (f"slice normal is {angle:.0f} deg from the body axis "
+                                        f"(limit {policy.max_axial_angle_deg:.0f}): not axial")
     thick = slice_thickness(series)
     step = series.geometry.step_mm if series.geometry is not None and series.n_slices > 1 else 0.0
     if max(thick, step) > policy.max_thickness_mm:
