@@ -51,7 +51,7 @@ def thick_axial(volume: Volume, thickness_mm: float) -> Volume:
         None,
     )  # (n_out, n)
     weights = overlap / overlap.sum(axis=1, keepdims=True)
-    hu = np.tensordot(weights, volume.hu.astype(np.float32), axes=(1, 0)).astype(np.float32)
+    hu = np.tensordot(weights, volume.hu.astype(np.float32, copy=False), axes=(1, 0)).astype(np.float32)
     e_k = volume.affine_lps[:3, 2] / dz
     aff = volume.affine_lps.copy()
     aff[:3, 2] = e_k * thickness_mm

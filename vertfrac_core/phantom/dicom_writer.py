@@ -149,7 +149,7 @@ def hu_to_stored(hu: np.ndarray, signed: bool) -> np.ndarray:
     """Round and clip HU to the stored integer type (intercept -1024, slope 1)."""
     dtype = np.int16 if signed else np.uint16
     info = np.iinfo(dtype)
-    stored = np.rint(np.asarray(hu, dtype=np.float64) - HU_INTERCEPT)
+    stored = np.rint(np.asarray(hu, dtype=np.float64) - HU_INTERCEPT)  # one slice at a time
     return np.clip(stored, info.min, info.max).astype(dtype)
 
 
@@ -225,7 +225,6 @@ def encode_ct_series(
             f"got {rows} x {cols}: use RLE or uncompressed for such small images"
         )
     geo = slice_geometry(volume.affine_lps, n_slices)
-    stored = hu_to_stored(volume.hu, header.signed)
     for k in range(n_slices):
         ds = _common_dataset(header, CT_IMAGE_STORAGE, "CT")
         ds.ScanOptions = "HELICAL MODE" if "LOCALIZER" not in header.image_type else "SURVIEW"
@@ -261,7 +260,8 @@ def encode_ct_series(
         ds.RescaleSlope = "1"
         ds.RescaleType = "HU"
         sop_uid = derive_uid(header.series_uid, "instance", k + 1)
-        yield slice_file_name(k + 1), _finish(ds, sop_uid, ts, stored[k])
+        stored = hu_to_stored(volume.hu[k], header.signed)  # per slice: bounded memory
+        yield slice_file_name(k + 1), _finish(ds, sop_uid, ts, stored)
 
 
 def encode_secondary_capture(
