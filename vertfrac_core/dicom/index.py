@@ -37,7 +37,6 @@ from vertfrac_core.dicom.schema import SERIES_INDEX_SCHEMA
 from vertfrac_core.dicom.select import (
     Decision,
     SelectionPolicy,
-    axial_angle_deg,
     has_contrast,
     select_series,
     slice_thickness,
@@ -89,10 +88,7 @@ def list_objects(fs: Any, root: str) -> list[ObjectInfo]:
     """Every file object under ``root`` (or ``root`` itself if it is a file), sorted."""
     if not fs.exists(root):
         raise InputError(f"{root!r} does not exist; give a DICOM folder, zip or s3:// prefix")
-    if fs.isfile(root):
-        infos = {root: fs.info(root)}
-    else:
-        infos = fs.find(root, detail=True, withdirs=False)
+    infos = {root: fs.info(root)} if fs.isfile(root) else fs.find(root, detail=True, withdirs=False)
     out = []
     for path, info in sorted(infos.items()):
         etag = info.get("ETag") or info.get("etag") or info.get("mtime") or ""
@@ -139,7 +135,7 @@ def _safe_header(reader: Callable[[int], bytes], location: str, size: int, etag:
 
 def _read_zip(fs: Any, path: str, obj: ObjectInfo, settings: IndexSettings) -> list[FileHeader]:
     try:
-        fh = open(path, "rb") if _is_local(fs) else fs.open(path, "rb", block_size=1 << 20)
+        fh = open(path, "rb") if _is_local(fs) else fs.open(path, "rb", block_size=1 << 20)  # noqa: SIM115
     except Exception as err:  # noqa: BLE001
         return [FileHeader(obj.location, obj.size, obj.etag, FileReason.READ_ERROR, str(err))]
     with fh:

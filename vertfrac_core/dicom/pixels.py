@@ -85,7 +85,7 @@ def _decoded_slice(ref: SliceRef, storage_options: dict[str, Any] | None) -> np.
     index = ref.frame if h.frames > 1 else None
     try:
         if h.transfer_syntax == DEFLATED:  # pixel_array(file) does not inflate; the index
-            from pydicom import dcmread   # already bounded the inflated size (header.py)
+            from pydicom import dcmread  # already bounded the inflated size (header.py)
 
             arr = dcmread(io.BytesIO(data)).pixel_array
             arr = arr[ref.frame] if h.frames > 1 else arr
