@@ -56,6 +56,8 @@ class Canvas:
         Z = z[:, None, None]
         if fields is None:
             alpha, hu = shape(X, Y, Z)
+        elif self._coarse_enough(step_mm):  # the grid is no finer than the field step
+            alpha, hu = shape(X, Y, Z, **fields(X, Y, Z))
         else:
             alpha, hu = shape(X, Y, Z, **self._coarse_fields(fields, X[0, 0], Y[0, :, 0], z, step_mm))
         alpha = np.broadcast_to(alpha, (z.size, Y.shape[1], X.shape[2]))
@@ -64,10 +66,13 @@ class Canvas:
             nk = z.size // n_sub
             alpha = alpha.reshape(nk, n_sub, *alpha.shape[1:]).mean(axis=1)
             ahu = ahu.reshape(nk, n_sub, *ahu.shape[1:]).mean(axis=1)
-        target = self.data[kk, jj, ii]
+        target = self.data[kk, jj, ii]  # a view: blended in place
         target *= 1.0 - alpha
         target += ahu
-        self.data[kk, jj, ii] = target
+
+    def _coarse_enough(self, step_mm: float) -> bool:
+        d = [abs(float(c[1] - c[0])) for c in (self.xs, self.ys, self.zs) if c.size > 1]
+        return bool(d) and min(d) >= 0.75 * step_mm and len(self.z_offsets) == 1
 
     @staticmethod
     def _coarse_fields(fields: FieldFn, x: np.ndarray, y: np.ndarray, z: np.ndarray,
@@ -95,16 +100,16 @@ class Canvas:
         pos = np.clip((z - z0) / dzc, 0, nzc - 1.001)
         i0 = pos.astype(np.int64)
         w = (pos - i0).astype(np.float32)[:, None, None]
-        out = {}
-        for name, arr in coarse.items():
-            arr = np.broadcast_to(arr, (nzc, yc.size, xc.size))
-            zi = arr[i0] * (1 - w) + arr[i0 + 1] * w
-            if fx > 1 or fy > 1:
-                size = ((yc.size - 1) * fy + 1, (xc.size - 1) * fx + 1)
-                with torch.no_grad():
-                    t = torch.from_numpy(np.ascontiguousarray(zi, dtype=np.float32))[:, None]
-                    zi = F.interpolate(t, size=size, mode="bilinear", align_corners=True)[:, 0].numpy()
-            out[name] = zi[:, : y.size, : x.size]
+        names = list(coarse)
+        stack = np.stack([np.broadcast_to(coarse[n], (nzc, yc.size, xc.size)) for n in names])
+        zi = stack[:, i0] * (1 - w) + stack[:, i0 + 1] * w  # (fields, nz, yc, xc)
+        if fx > 1 or fy > 1:
+            size = ((yc.size - 1) * fy + 1, (xc.size - 1) * fx + 1)
+            with torch.no_grad():
+                t = torch.from_numpy(np.ascontiguousarray(zi.transpose(1, 0, 2, 3), dtype=np.float32))
+                zi = F.interpolate(t, size=size, mode="bilinear", align_corners=True).numpy()
+            zi = zi.transpose(1, 0, 2, 3)
+        out = {n: zi[m, :, : y.size, : x.size] for m, n in enumerate(names)}
         return out
 
 

@@ -189,7 +189,7 @@ def render_coarse(phantom: Phantom, spacing_mm: float, z_range: tuple[float, flo
     """Render straight to an isotropic coarse grid (HFS) for training; no DICOM involved."""
     grid = coarse_grid(phantom, spacing_mm, z_range, half_width_mm, center_xy)
     settings = RenderSettings(
-        thickness_mm=spacing_mm, edge_mm=0.6 * spacing_mm, noise_hu=noise_hu,
+        thickness_mm=1.0, edge_mm=0.6 * spacing_mm, noise_hu=noise_hu,
         noise_corr_mm=spacing_mm * 0.5,
         contrast=phantom.spec.contrast if contrast is None else contrast,
         metal=phantom.spec.metal, prone=False,

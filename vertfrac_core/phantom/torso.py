@@ -123,11 +123,19 @@ def _bank(rng: np.random.Generator, shape: tuple[int, int], sigma_px: float, n: 
 
 def _field3d(rng: np.random.Generator, shape: tuple[int, int, int],
              sigma_vox: tuple[float, float, float]) -> np.ndarray:
-    """A smooth 3D random field of unit standard deviation (Gaussian-filtered white noise)."""
+    """A smooth 3D random field of unit standard deviation: white noise filtered on a grid about
+    one sigma apart, then trilinearly upsampled (same statistics, a fraction of the cost)."""
     from scipy.ndimage import gaussian_filter
 
-    f = gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_vox, mode="nearest")
-    return f / (f.std() + 1e-6)
+    from vertfrac_core.phantom.render import upsample_linear
+
+    f = [max(1, int(s)) for s in sigma_vox]
+    small = tuple(max(2, n // fi + 2) for n, fi in zip(shape, f, strict=True))
+    noise = gaussian_filter(rng.standard_normal(small).astype(np.float32),
+                            [s / fi for s, fi in zip(sigma_vox, f, strict=True)], mode="nearest")
+    up = upsample_linear(noise, tuple((n - 1) * fi + 1 for n, fi in zip(small, f, strict=True)))
+    out = np.ascontiguousarray(up[: shape[0], : shape[1], : shape[2]])
+    return out / (out.std() + 1e-6)
 
 
 def paint_soft_tissue(canvas: Canvas, phantom: Phantom, prof: TorsoProfile, contrast: bool,
