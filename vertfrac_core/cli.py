@@ -133,3 +133,31 @@ def index(
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+train_app = typer.Typer(no_args_is_help=True, help="Train the models on phantoms (and real data).")
+evaluate_app = typer.Typer(no_args_is_help=True, help="Measure the models; results go to benchmarks/results/.")
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@train_app.command("localizer")
+def train_localizer_cmd(
+    out: Path = typer.Option(Path("runs/localizer"), "--out", help="Folder for checkpoints, loss log and weights."),
+    steps: int = typer.Option(1500, "--steps", min=1),
+    batch: int = typer.Option(3, "--batch", min=1),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+    install: bool = typer.Option(False, "--install", help="Copy the weights into vertfrac_core/weights/."),
+) -> None:
+    """Train the 3D spine localizer on phantoms rendered on the fly."""
+    _setup_logging(False)
+    import shutil
+
+    from vertfrac_core.train.localizer import LocalizerTrainSettings, train_localizer
+
+    weights = train_localizer(LocalizerTrainSettings(out_dir=str(out), steps=steps, batch=batch), resume=resume)
+    typer.echo(f"weights: {weights}")
+    if install:
+        dest = Path(__file__).parent / "weights" / "localizer.pt"
+        shutil.copy(weights, dest)
+        typer.echo(f"installed: {dest}")
