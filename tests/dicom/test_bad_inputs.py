@@ -86,3 +86,18 @@ def test_any_truncation_is_a_reason_not_a_crash(tmp_path: Path, cut: int) -> Non
     (header,) = build_index(str(tmp_path), secret=DEMO_SECRET).headers
     assert header.reason in {FileReason.TRUNCATED, FileReason.MALFORMED, FileReason.NOT_DICOM,
                              FileReason.NO_IMAGE}
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.90"])
+@pytest.mark.parametrize("keep", [0.5, 0.9, -8])
+def test_truncated_encapsulated_file_is_found_by_the_index(tmp_path: Path, syntax: str,
+                                                           keep: float) -> None:
+    """RLE / JPEG 2000 files cut inside their fragments (or just before the sequence
+    delimiter) are TRUNCATED at index time, from the fragment lengths; intact ones are not."""
+    files = write_ct_slices(tmp_path, axial_positions(3), size=64, transfer_syntax=syntax,
+                            marker_lps=(0, 0, 1))
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[:int(len(data) * keep)] if keep > 0 else data[:int(keep)])
+    reasons = _reasons(tmp_path)
+    assert reasons[files[1].name] is FileReason.TRUNCATED
+    assert reasons[files[0].name] is None and reasons[files[2].name] is None

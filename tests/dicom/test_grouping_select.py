@@ -95,3 +95,47 @@ def test_empty_uids_in_two_folders_stay_two_series(tmp_path: Path) -> None:
     shutil.copytree(src, tmp_path / "two")
     result = build_index(str(tmp_path), secret=DEMO_SECRET)
     assert len(result.series) == 2 and all(s.n_slices == 20 for s in result.series)
+
+
+def test_targeted_reconstruction_ranks_after_full_fov(tmp_path: Path) -> None:
+    """A thin small-FOV off-centre reconstruction loses to a thicker full-FOV series with its
+    own reason; the ranked candidates keep it as the fallback; the threshold is a setting."""
+    from vertfrac_core.dicom.index import IndexSettings
+    from vertfrac_core.dicom.select import SelectionPolicy
+
+    study = "5.6.7"
+    # 16 x 25 mm = 400 mm FOV centred on the isocentre, 3 mm slices
+    write_ct_slices(tmp_path / "full3", axial_positions(20, 3.0, xy=(-187.5, -187.5)),
+                    spacing=25.0, thickness=3.0, study_uid=study)
+    # 16 x 10 mm = 160 mm FOV centred at (-90, -110), 1 mm slices: a liver reconstruction
+    write_ct_slices(tmp_path / "liver1", axial_positions(60, 1.0, xy=(-165.0, -185.0)),
+                    spacing=10.0, thickness=1.0, study_uid=study)
+    result = build_index(str(tmp_path), secret=DEMO_SECRET)
+    by_name = {Path(d.series.source).name: d for d in result.decisions}
+    assert by_name["full3"].selected and not by_name["full3"].targeted
+    assert by_name["liver1"].reason is SeriesReason.TARGETED_RECONSTRUCTION
+    assert "160 mm" in by_name["liver1"].detail and "142 mm from the isocentre" in by_name["liver1"].detail
+    (study_key,) = result.studies
+    assert [Path(s.source).name for s in result.candidates(study_key)] == ["full3", "liver1"]
+    row = {r["series_key"]: r for r in result.table().to_pylist()}[by_name["liver1"].series.series_key]
+    assert row["fov_diameter_mm"] == pytest.approx(160.0) and row["targeted"]
+    assert row["fov_offset_mm"] == pytest.approx(np.hypot(90.0, 110.0), abs=0.01)
+    # a lower threshold makes both full-FOV: thickness decides again
+    low = IndexSettings(selection=SelectionPolicy(min_full_fov_mm=150.0))
+    again = build_index(str(tmp_path), secret=DEMO_SECRET, settings=low)
+    assert [Path(d.series.source).name for d in again.decisions if d.selected] == ["liver1"]
+
+
+def test_reconstruction_diameter_header_wins_over_matrix_extent(tmp_path: Path) -> None:
+    """ReconstructionDiameter (0018,1100), when present, is the FOV; a lone targeted series
+    is still selected, with a caution in its detail."""
+    import pydicom
+
+    files = write_ct_slices(tmp_path, axial_positions(40, 1.0), spacing=25.0)  # 400 mm matrix
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.ReconstructionDiameter = 250
+        ds.save_as(f)
+    (decision,) = build_index(str(tmp_path), secret=DEMO_SECRET).decisions
+    assert decision.selected and decision.targeted
+    assert "caution: targeted reconstruction (reconstruction field of view 250 mm" in decision.detail

@@ -38,7 +38,7 @@ HEADER_TAGS = [
     "PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns",
     "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation",
     "PhotometricInterpretation", "RescaleSlope", "RescaleIntercept", "ConvolutionKernel",
-    "ContrastBolusAgent", "GantryDetectorTilt", "BodyPartExamined",
+    "ContrastBolusAgent", "GantryDetectorTilt", "BodyPartExamined", "ReconstructionDiameter",
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
 ]
 
@@ -140,6 +140,7 @@ class FileHeader:
     contrast_agent: str = ""
     gantry_tilt: float | None = None
     body_part: str = ""
+    reconstruction_diameter: float | None = None  # mm, (0018,1100) when the scanner wrote it
     pixel_offset: int | None = None  # byte offset of the Pixel Data element (its tag)
     frame_positions: tuple[tuple[float, float, float], ...] | None = None
     frame_rescale: tuple[tuple[float, float], ...] | None = None
@@ -396,6 +397,7 @@ def _to_header(
         contrast_agent=_str(ds, "ContrastBolusAgent"),
         gantry_tilt=_float(ds, "GantryDetectorTilt"),
         body_part=_str(ds, "BodyPartExamined").upper(),
+        reconstruction_diameter=_float(ds, "ReconstructionDiameter"),
         pixel_offset=pixel_offset,
         is_enhanced=shared is not None or per_frame is not None,
     )
@@ -442,7 +444,7 @@ def _enhanced(hdr: FileHeader, shared: Dataset | None, per_frame: Any) -> FileHe
         orientation=(_floats(orient, "ImageOrientationPatient", 6) if orient is not None else None)
         or hdr.orientation,
         frame_positions=tuple(positions) if ok_positions else None,  # type: ignore[arg-type]
-        position=positions[0] if ok_positions else hdr.position,  # type: ignore[index]
+        position=positions[0] if ok_positions else hdr.position,  # type: ignore[arg-type]
         frame_rescale=tuple(rescale) if rescale else None,
         slope=rescale[0][0] if rescale else hdr.slope,
         intercept=rescale[0][1] if rescale else hdr.intercept,
@@ -466,7 +468,7 @@ def _check_pixel_length(hdr: FileHeader, data: bytes, little: bool, limits: Head
         (length,) = struct.unpack(fmt + "I", head[4:8])
         start = off + 8
     if length == 0xFFFFFFFF:
-        return hdr  # encapsulated: fragment lengths are checked when decoding
+        return _check_fragments(hdr, data, start)
     expected = (hdr.rows * hdr.cols * hdr.frames * hdr.samples_per_pixel
                 * max(hdr.bits_allocated, 1) + 7) // 8
     if length > limits.max_pixel_ratio * max(expected, 1) and start + length > hdr.size:
@@ -477,4 +479,36 @@ def _check_pixel_length(hdr: FileHeader, data: bytes, little: bool, limits: Head
         return replace(hdr, reason=FileReason.TRUNCATED,
                        message=f"Pixel Data should end at byte {start + length} but the file "
                        f"has {hdr.size} bytes")
+    return hdr
+
+
+_ITEM, _SEQ_END = 0xE000FFFE, 0xE0DDFFFE  # (FFFE,E000) and (FFFE,E0DD) read as little-endian <I
+
+
+def _check_fragments(hdr: FileHeader, data: bytes, start: int) -> FileHeader:
+    """Encapsulated Pixel Data: walk the items (offset table, fragments) that lie in ``data``.
+
+    An item that declares more bytes than the file has left, or a file that ends where the
+    next item or the sequence delimiter should start, is TRUNCATED. This costs no extra read:
+    a single-fragment slice (the usual case) has its fragment header in the first 64 KiB, and
+    its declared end is compared with the object size. Items beyond the prefix are not checked
+    (the decoder still reports them). Encapsulated data is always little endian.
+    """
+    pos = start
+    while pos + 8 <= len(data):
+        tag, length = struct.unpack("<II", data[pos:pos + 8])
+        if tag == _SEQ_END:
+            return hdr
+        if tag != _ITEM or length == 0xFFFFFFFF:
+            return hdr  # not ours to judge here; the decoder reports malformed data
+        end = pos + 8 + length
+        if end > hdr.size:
+            return replace(hdr, reason=FileReason.TRUNCATED,
+                           message=f"a Pixel Data fragment should end at byte {end} but the "
+                           f"file has {hdr.size} bytes")
+        pos = end
+    if pos >= hdr.size:
+        return replace(hdr, reason=FileReason.TRUNCATED,
+                       message=f"encapsulated Pixel Data stops at byte {pos} (end of file) "
+                       "without its sequence delimiter")
     return hdr

@@ -37,6 +37,9 @@ from vertfrac_core.dicom.schema import SERIES_INDEX_SCHEMA
 from vertfrac_core.dicom.select import (
     Decision,
     SelectionPolicy,
+    StudySelection,
+    fov_center_offset_mm,
+    fov_diameter_mm,
     has_contrast,
     select_series,
     slice_thickness,
@@ -171,6 +174,7 @@ class IndexResult:
     series: list[Series]
     decisions: list[Decision]
     secret: bytes | str
+    studies: dict[str, StudySelection] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[FileHeader]:
@@ -180,6 +184,13 @@ class IndexResult:
     def selected(self) -> list[Series]:
         """The selected series, one per study that has an acceptable one."""
         return [d.series for d in self.decisions if d.selected]
+
+    def candidates(self, study_key: str) -> list[Series]:
+        """Acceptable series of a study, best first: the selected one, then the fallbacks to
+        try when the pipeline finds no spine in it."""
+        by_key = {s.series_key: s for s in self.series}
+        study = self.studies.get(study_key)
+        return [by_key[k] for k in study.ranked] if study is not None else []
 
     def find(self, series_key: str) -> Series:
         """The series with this key (a unique prefix of it is accepted)."""
@@ -219,11 +230,11 @@ def build_index(
             for hs in pool.map(lambda o: read_object(fs, o, settings), objects, chunksize=64):
                 headers.extend(hs)
     series = group_series(headers, secret=secret, policy=settings.geometry)
-    decisions = select_series(series, policy=settings.selection)
+    selection = select_series(series, policy=settings.selection)
     n_bad = sum(1 for h in headers if not h.ok)
     log.info("indexed %d objects (%d headers, %d unusable) into %d series under %s",
              len(objects), len(headers), n_bad, len(series), url)
-    return IndexResult(url, headers, series, decisions, secret)
+    return IndexResult(url, headers, series, selection.decisions, secret, selection.studies)
 
 
 def orientation_label(series: Series) -> str | None:
@@ -274,8 +285,13 @@ def _series_row(d: Decision) -> dict[str, Any]:
         "pixel_spacing_mm": h.pixel_spacing[0] if h.pixel_spacing else None,
         "rows": h.rows,
         "columns": h.cols,
+        "fov_diameter_mm": fov_diameter_mm(s),
+        "fov_offset_mm": fov_center_offset_mm(s),
+        "targeted": d.targeted if d.rank is not None else None,
         "n_files": s.n_files,
         "n_slices": s.n_slices,
+        "missing_slices": sum(n for _, n in g.gaps) if g is not None else None,
+        "duplicate_slices": g.duplicates if g is not None else None,
         "coverage_mm": g.coverage_mm if g is not None else None,
         "gantry_tilt_deg": g.tilt_deg if g is not None and s.n_slices > 1 else h.gantry_tilt,
         "kernel": h.kernel or None,

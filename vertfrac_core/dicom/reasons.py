@@ -38,6 +38,7 @@ class SeriesReason(StrEnum):
     TOO_FEW_SLICES = "too_few_slices"
     SHORT_COVERAGE = "short_coverage"  # craniocaudal extent too short to hold a vertebra
     INCONSISTENT_GEOMETRY = "inconsistent_geometry"  # mixed geometry, large gaps, bad positions
+    TARGETED_RECONSTRUCTION = "targeted_reconstruction"  # small-FOV recon, a full-FOV one ranks higher
     OUTRANKED = "outranked"  # usable, but another series of the study ranks higher
 
 

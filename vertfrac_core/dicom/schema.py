@@ -24,8 +24,13 @@ SERIES_INDEX_SCHEMA = pa.schema([
     pa.field("pixel_spacing_mm", pa.float32()),  # in-plane (row spacing)
     pa.field("rows", pa.int32()),
     pa.field("columns", pa.int32()),
+    pa.field("fov_diameter_mm", pa.float32()),  # ReconstructionDiameter, else spacing x matrix
+    pa.field("fov_offset_mm", pa.float32()),  # in-plane distance of the FOV centre from (0, 0)
+    pa.field("targeted", pa.bool_()),  # FOV below SelectionPolicy.min_full_fov_mm; null if rejected
     pa.field("n_files", pa.int32()),
-    pa.field("n_slices", pa.int32()),
+    pa.field("n_slices", pa.int32()),  # after dropping duplicates, before filling gaps
+    pa.field("missing_slices", pa.int32()),  # slices absent from small gaps (filled on load)
+    pa.field("duplicate_slices", pa.int32()),  # repeated positions (dropped on load)
     pa.field("coverage_mm", pa.float32()),
     pa.field("gantry_tilt_deg", pa.float32()),
     pa.field("kernel", pa.string()),

@@ -5,11 +5,29 @@ not CT; no installed decoder; localizer/scout; derived or secondary (reformat, M
 capture); slice normal far from the body axis; too thick; too few slices; inconsistent geometry;
 too short a craniocaudal coverage to hold a vertebra.
 
-Ranking among the acceptable series (best first): thinner slices (``preferred_thickness_mm`` or
-less counts as equal-best bucket, then thinner), bone or soft-tissue kernel before unknown before
-lung/sharp, non-contrast before contrast, then the most coverage. Kernel names are classified
-by common vendor conventions (GE STANDARD/SOFT/BONE/LUNG, Siemens B/Br/Bf/Hr + number with
-Bl/ >= 70 as lung-sharp, Philips A-D vs L, Canon FC numbers); unknown names rank in the middle.
+Ranking among the acceptable series (best first):
+
+1. full field of view before a *targeted reconstruction*: a reconstruction diameter
+   (ReconstructionDiameter, else pixel spacing x matrix) below ``min_full_fov_mm`` (a liver,
+   cardiac or inner-ear reconstruction of the same scan) ranks after every full-FOV series;
+   among targeted ones, those centred within ``max_center_offset_mm`` of the table isocentre
+   (the x/y origin of patient coordinates on most scanners) come first;
+2. thinner slices (``preferred_thickness_mm`` or less counts as one equal-best bucket, then
+   thinner), 3. bone or soft-tissue kernel before unknown before lung/sharp, 4. non-contrast
+   before contrast, 5. the most coverage. Kernel names are classified by common vendor
+   conventions (GE STANDARD/SOFT/BONE/LUNG, Siemens B/Br/Bf/Hr + number with Bl/ >= 70 as
+   lung-sharp, Philips A-D vs L, Canon FC numbers); unknown names rank in the middle.
+
+A usable series outranked only because it is targeted gets ``TARGETED_RECONSTRUCTION``, any
+other outranked one ``OUTRANKED``; a selected targeted series says so in its detail and in
+``Decision.targeted``.
+
+Headers cannot prove that a field of view contains the spine: a small FOV may be centred on the
+column (a dedicated spine reconstruction) and a large one may be cut short or off-centre, and
+some archives (converted or anonymised data) put the coordinate origin far from the isocentre,
+so the centre rule only orders targeted series among themselves. Selection therefore returns,
+per study, the whole ranked candidate list (``Selection.studies[study_key].ranked``): when
+step 1 reports "no spine found" in the chosen series, the pipeline falls back to the next one.
 """
 
 from __future__ import annotations
@@ -37,6 +55,13 @@ class SelectionPolicy:
     min_slices: int = 10
     min_coverage_mm: float = 30.0  # one lumbar body plus a disc is about 30-35 mm
     max_axial_angle_deg: float = 35.0  # slice normal vs the body (S-I) axis; gantry tilt < 30
+    min_full_fov_mm: float = 320.0  # a reconstruction diameter below this is a targeted recon
+    max_center_offset_mm: float = 100.0  # FOV centre farther from the isocentre: off-centre
+
+    def __post_init__(self) -> None:
+        if self.min_full_fov_mm <= 0 or self.max_center_offset_mm <= 0:
+            raise ValueError("min_full_fov_mm and max_center_offset_mm must be positive; got "
+                             f"{self.min_full_fov_mm} and {self.max_center_offset_mm}")
 
 
 @dataclass(frozen=True)
@@ -47,10 +72,31 @@ class Decision:
     reason: SeriesReason | None
     detail: str
     rank: int | None  # 0 = best among acceptable series of the study; None if rejected
+    targeted: bool = False  # an acceptable series with a FOV below ``min_full_fov_mm``
 
     @property
     def selected(self) -> bool:
         return self.reason is None
+
+
+@dataclass(frozen=True)
+class StudySelection:
+    """The candidates of one study: ``ranked`` holds the series keys of every acceptable
+    series, best first (``chosen`` is ``ranked[0]``, None when nothing is acceptable). The
+    pipeline tries the next key when step 1 finds no spine in the chosen series."""
+
+    study_key: str
+    chosen: str | None
+    ranked: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The result of :func:`select_series`: one decision per input series (input order) and
+    the ranked candidates per study key."""
+
+    decisions: list[Decision]
+    studies: dict[str, StudySelection]
 
 
 def kernel_class(kernel: str) -> int:
@@ -91,6 +137,45 @@ def axial_angle_deg(series: Series) -> float | None:
     return float(np.degrees(np.arccos(min(1.0, abs(float(series.geometry.normal[2]))))))
 
 
+def fov_diameter_mm(series: Series) -> float | None:
+    """Reconstruction field of view (mm): ReconstructionDiameter when the header has it, else
+    the larger in-plane extent of the matrix (pixel spacing x rows or columns)."""
+    h = series.first
+    if h.reconstruction_diameter and h.reconstruction_diameter > 0:
+        return float(h.reconstruction_diameter)
+    if not h.pixel_spacing or not h.rows or not h.cols:
+        return None
+    return float(max(h.rows * h.pixel_spacing[0], h.cols * h.pixel_spacing[1]))
+
+
+def fov_center_offset_mm(series: Series) -> float | None:
+    """In-plane (x, y) distance (mm) of the first image's centre from the patient-coordinate
+    origin, which is the table isocentre on most scanners (not on all archives: see above)."""
+    h = series.first
+    if h.position is None or h.orientation is None or not h.pixel_spacing or not h.rows:
+        return None
+    o = np.asarray(h.orientation, dtype=float)
+    centre = (np.asarray(h.position, dtype=float)
+              + (h.cols - 1) / 2 * h.pixel_spacing[1] * o[:3]
+              + (h.rows - 1) / 2 * h.pixel_spacing[0] * o[3:])
+    return float(np.hypot(centre[0], centre[1]))
+
+
+def targeted_tier(series: Series, policy: SelectionPolicy) -> int:
+    """0 full field of view (or unknown); 1 targeted and centred; 2 targeted and off-centre."""
+    fov = fov_diameter_mm(series)
+    if fov is None or fov >= policy.min_full_fov_mm:
+        return 0
+    offset = fov_center_offset_mm(series)
+    return 2 if offset is not None and offset > policy.max_center_offset_mm else 1
+
+
+def _fov_text(series: Series) -> str:
+    fov, off = fov_diameter_mm(series), fov_center_offset_mm(series)
+    where = f", centre {off:.0f} mm from the isocentre" if off is not None else ""
+    return f"reconstruction field of view {fov:.0f} mm{where}"
+
+
 def reject_reason(series: Series, policy: SelectionPolicy) -> tuple[SeriesReason, str] | None:
     """The first rule that rejects a series, with a human-readable detail, or None."""
     h = series.first
@@ -126,37 +211,54 @@ def reject_reason(series: Series, policy: SelectionPolicy) -> tuple[SeriesReason
 
 
 def rank_key(series: Series, policy: SelectionPolicy) -> tuple[float, ...]:
-    """Sort key, smaller is better: thickness, kernel class, contrast, -coverage."""
+    """Sort key, smaller is better: targeted tier, thickness, kernel class, contrast, -coverage."""
     thick = slice_thickness(series)
     bucket = 0 if thick <= policy.preferred_thickness_mm + 1e-6 else 1
     cov = series.geometry.coverage_mm if series.geometry is not None else 0.0
-    return (bucket, round(thick, 1), kernel_class(series.first.kernel),
-            1 if has_contrast(series) else 0, -round(cov, 0))
+    return (targeted_tier(series, policy), bucket, round(thick, 1),
+            kernel_class(series.first.kernel), 1 if has_contrast(series) else 0, -round(cov, 0))
 
 
-def select_series(series: list[Series], *, policy: SelectionPolicy = SelectionPolicy()) -> list[Decision]:
-    """One decision per series (same order as the input); at most one selected per study."""
+def select_series(series: list[Series], *, policy: SelectionPolicy = SelectionPolicy()) -> Selection:
+    """One decision per series (same order as the input), at most one selected per study, and
+    the ranked candidate list of every study (see :class:`StudySelection`)."""
     verdicts = {id(s): reject_reason(s, policy) for s in series}
-    by_study: dict[str, list[Series]] = {}
+    by_study: dict[str, list[Series]] = {s.study_key: [] for s in series}
     for s in series:
         if verdicts[id(s)] is None:
-            by_study.setdefault(s.study_key, []).append(s)
+            by_study[s.study_key].append(s)
     ranks: dict[int, int] = {}
-    best: dict[str, Series] = {}
+    ordered: dict[str, list[Series]] = {}
     for study, candidates in by_study.items():
-        ordered = sorted(candidates, key=lambda s: (rank_key(s, policy), s.series_key))
-        best[study] = ordered[0]
-        ranks.update({id(s): r for r, s in enumerate(ordered)})
+        ordered[study] = sorted(candidates, key=lambda s: (rank_key(s, policy), s.series_key))
+        ranks.update({id(s): r for r, s in enumerate(ordered[study])})
     out = []
     for s in series:
         v = verdicts[id(s)]
+        tier = targeted_tier(s, policy)
         if v is not None:
             out.append(Decision(s, v[0], v[1], None))
-        elif best[s.study_key] is s:
-            out.append(Decision(s, None, "best series of its study", 0))
+            continue
+        winner = ordered[s.study_key][0]
+        if winner is s:
+            detail = "best series of its study"
+            if tier:
+                detail += (f"; caution: targeted reconstruction ({_fov_text(s)}, full body "
+                           f">= {policy.min_full_fov_mm:.0f} mm): the spine may lie outside it")
+            out.append(Decision(s, None, detail, 0, tier > 0))
+        elif tier > targeted_tier(winner, policy):
+            out.append(Decision(s, SeriesReason.TARGETED_RECONSTRUCTION,
+                                f"targeted reconstruction ({_fov_text(s)}; full body >= "
+                                f"{policy.min_full_fov_mm:.0f} mm): ranks after series "
+                                f"{winner.series_key[:8]}", ranks[id(s)], True))
         else:
-            winner = best[s.study_key]
             out.append(Decision(s, SeriesReason.OUTRANKED,
                                 f"series {winner.series_key[:8]} ranks higher "
-                                f"(thickness, kernel, contrast, coverage)", ranks[id(s)]))
-    return out
+                                f"(field of view, thickness, kernel, contrast, coverage)",
+                                ranks[id(s)], tier > 0))
+    studies = {
+        study: StudySelection(study, cands[0].series_key if cands else None,
+                              tuple(c.series_key for c in cands))
+        for study, cands in ordered.items()
+    }
+    return Selection(out, studies)
