@@ -7,7 +7,6 @@ exercise the archive logic, not the renderer; one slow test runs the real render
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,29 +14,13 @@ import pandas as pd
 import pydicom
 import pytest
 
+from tests.conftest import stub_render
 from vertfrac_core.errors import InputError
-from vertfrac_core.phantom.acquisition import Acquisition, grid_for
 from vertfrac_core.phantom.archive import ArchiveSettings, plan_defects, write_archive
 from vertfrac_core.phantom.defects import DefectKind, DefectRates
 from vertfrac_core.phantom.population import sample_patient
-from vertfrac_core.phantom.spine import Phantom
-from vertfrac_core.volume import Volume
 
 N_PATIENTS = 8  # enough for every defect kind (7) to be placed at least once
-
-
-def stub_render(phantom: Phantom, acq: Acquisition, seed: int) -> Volume:
-    """A coarse stand-in for render_ct: -1000 HU air, a 300 HU box around the column, noise."""
-    coarse = replace(acq, matrix=48, pixel_spacing_mm=acq.pixel_spacing_mm * acq.matrix / 48,
-                     slice_spacing_mm=4.5, slice_thickness_mm=4.5)
-    grid = grid_for(coarse)
-    hu = np.full(grid.shape, -1000.0, dtype=np.float32)
-    x0, y0 = float(np.median(phantom.curve_lps[:, 0])), float(np.median(phantom.curve_lps[:, 1]))
-    box = grid.box(np.array([x0 - 20, y0 - 20, -1e4]), np.array([x0 + 20, y0 + 20, 1e4]))
-    if box is not None:
-        hu[box] = 300.0
-    hu += np.random.default_rng(seed).normal(0, 5, hu.shape).astype(np.float32)
-    return Volume(hu=hu, affine_lps=grid.affine_lps)
 
 
 def _hashes(root: Path) -> dict[str, str]:
