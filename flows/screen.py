@@ -1,0 +1,193 @@
+"""The nightly screening flow: repair, discover, index, select, infer on Dask, check, publish.
+
+Only wiring: the logic lives in ``vertfrac_core`` (``screening``, ``worklist``, ``batches``,
+``quality``) and the thin tasks in ``tasks/``. Parameters are plain JSON values so the flow can
+be deployed (``infra/prefect.yaml``); secrets (S3 credentials, the HMAC key) come from the
+environment of the process that runs it, never from flow parameters.
+
+Re-running is safe at any point: results are keyed by ``(series_key, content_hash,
+model_version)``, so a rerun screens only new or changed series (all of them for a new model
+version) and a crash leaves, after the next run's repair, exactly one row per series.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from dataclasses import dataclass, field
+
+from prefect import flow, get_run_logger
+
+from tasks.discover import discover
+from tasks.index import StorageUnavailableError, count_selected, index_archive, new_series_rows
+from tasks.storage import published_keys, repair_tables, write_batch
+from vertfrac_core.batches import TableStore, new_batch_id
+from vertfrac_core.dicom.keys import DEMO_SECRET
+from vertfrac_core.quality import QualityPolicy
+from vertfrac_core.screening import (
+    DEFAULT_ANALYZE,
+    DEFAULT_LOAD_MODELS,
+    AnalyzerSpec,
+    ScreenSettings,
+    skipped_outcome,
+)
+from vertfrac_core.storage import StorageSettings
+from vertfrac_core.tables import ScanOutcome, outcome_tables
+from vertfrac_core.worklist import pending, work_items
+
+
+@dataclass
+class RunSummary:
+    """What one run did (returned by the flow, printed by the CLI)."""
+
+    run_id: str
+    dest: str
+    source_objects: int = 0
+    folders_changed: int = 0
+    series: int = 0
+    studies: int = 0
+    already_done: int = 0
+    screened: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    deferred: int = 0
+    batches_published: int = 0
+    batches_rejected: int = 0
+    model_version: str = ""
+    repaired: list[str] = field(default_factory=list)
+    analyzer_note: str | None = None
+
+    def describe(self) -> str:
+        status = ", ".join(f"{k} {v}" for k, v in sorted(self.status_counts.items())) or "none"
+        lines = [
+            f"run {self.run_id}: {self.source_objects} objects ({self.folders_changed} folders new "
+            f"or changed), {self.series} series, {self.studies} studies with a usable series",
+            f"screened {self.screened} (status: {status}); {self.already_done} already done "
+            f"for model {self.model_version}; {self.deferred} deferred by storage errors",
+            f"batches published {self.batches_published}, blocked by quality gates "
+            f"{self.batches_rejected}; tables under {self.dest}",
+        ]
+        if self.repaired:
+            lines.append(f"repaired batches left by an earlier crash: {', '.join(self.repaired)}")
+        if self.analyzer_note:
+            lines.append(f"NOTE: {self.analyzer_note}")
+        return "\n".join(lines)
+
+
+def _secret() -> str | bytes:
+    secret = os.environ.get("VERTFRAC_SECRET")
+    if not secret:
+        get_run_logger().warning("VERTFRAC_SECRET not set: keys use the public demo key")
+    return secret or DEMO_SECRET
+
+
+def _run_id() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or uuid.uuid4())
+
+
+@flow(name="vertfrac-screen", log_prints=False)
+def screen_flow(
+    source: str,
+    dest: str,
+    scheduler: str | None = None,
+    workers: int = 2,
+    endpoint_url: str | None = None,
+    analyze: str = DEFAULT_ANALYZE,
+    load_models: str = DEFAULT_LOAD_MODELS,
+    device: str = "cpu",
+    analyzer_options: dict | None = None,
+    gpu: bool = False,
+    batch_size: int = 200,
+    max_failure_rate: float = 0.5,
+    max_fallbacks: int = 2,
+    run_date: dt.date | None = None,
+    progress: bool = False,
+) -> RunSummary:
+    """Screen every new or changed study under ``source`` into the tables under ``dest``.
+
+    ``scheduler``: a running Dask scheduler (``tcp://host:8786``), else a LocalCluster of
+    ``workers`` processes. ``endpoint_url``: S3 endpoint for both URLs (credentials from
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``). ``analyze``/``load_models``: the analyser
+    as ``module:function`` paths, loaded once per worker. ``gpu``: each scan asks for the Dask
+    resource ``GPU=1``.
+    """
+    from tasks.cluster import dask_client
+    from tasks.infer import screen_on_dask, worker_model_version
+
+    logger = get_run_logger()
+    storage = StorageSettings.from_env(endpoint_url=endpoint_url)
+    store = TableStore(dest, storage.options(dest))
+    src_opts = storage.options(source)
+    secret = _secret()
+    day = run_date or dt.date.today()
+    summary = RunSummary(run_id=_run_id(), dest=dest)
+    policy = QualityPolicy(max_failure_rate=max_failure_rate)
+    spec = AnalyzerSpec(analyze=analyze, load_models=load_models, device=device,
+                        options=tuple(sorted((analyzer_options or {}).items())))
+
+    summary.repaired = list(repair_tables(store).rolled_forward)
+    counts = discover(source, src_opts, store, secret)
+    summary.source_objects = counts["objects"]
+    summary.folders_changed = counts["added"] + counts["changed"]
+    index = index_archive(source, src_opts, secret)
+    new_rows = new_series_rows(index, published_keys(store, "series_index", ("series_key", "content_hash")))
+    if len(new_rows):
+        ok = write_batch(store, {"series_index": new_rows}, batch_id=new_batch_id(day),
+                         run_id=summary.run_id, run_date=day, policy=policy)
+        summary.batches_published += ok
+        summary.batches_rejected += not ok
+    items = work_items(index)
+    summary.series, summary.studies = len(index.series), len(items)
+    logger.info("%d studies with a usable series (%d selected rows new this run)",
+                len(items), count_selected(new_rows))
+
+    def write(outcomes: list[ScanOutcome]) -> None:
+        kept = [o for o in outcomes if not o.transient]
+        summary.deferred += len(outcomes) - len(kept)
+        for o in kept:
+            s = o.result.status.value
+            summary.status_counts[s] = summary.status_counts.get(s, 0) + 1
+        summary.screened += len(kept)
+        if not kept:
+            return
+        batch_id = new_batch_id(day)
+        tables = outcome_tables(kept, run_id=summary.run_id, batch_id=batch_id)
+        ok = write_batch(store, tables, batch_id=batch_id, run_id=summary.run_id, run_date=day,
+                         policy=policy)
+        summary.batches_published += ok
+        summary.batches_rejected += not ok
+
+    with dask_client(scheduler, workers=workers, gpu=gpu) as client:
+        version, why_not = worker_model_version(client, spec, gpu=gpu)
+        if version is None:
+            from vertfrac_core.screening import NO_MODEL
+
+            summary.analyzer_note = f"no analyser installed, studies recorded as skipped: {why_not}"
+            logger.warning(summary.analyzer_note)
+            summary.model_version = NO_MODEL
+            done = published_keys(store, "scans")
+            todo = pending(items, done, NO_MODEL)
+            summary.already_done = len(items) - len(todo)
+            if todo:
+                write([skipped_outcome(it, "analyzer_unavailable", why_not or "") for it in todo])
+        else:
+            summary.model_version = version
+            done = published_keys(store, "scans")
+            todo = pending(items, done, version)
+            summary.already_done = len(items) - len(todo)
+            logger.info("model %s: %d studies to screen, %d already done", version, len(todo),
+                        summary.already_done)
+            settings = ScreenSettings(max_fallbacks=max_fallbacks)
+            for outcomes in screen_on_dask(client, todo, spec, version, settings=settings,
+                                           storage_options=src_opts, gpu=gpu,
+                                           batch_size=batch_size, progress=progress):
+                write(outcomes)
+    logger.info(summary.describe())
+    if summary.deferred:
+        raise StorageUnavailableError(
+            f"{summary.deferred} studies could not be read from storage and were left for the "
+            f"next run (nothing was recorded for them); {summary.screened} were written")
+    return summary
+
