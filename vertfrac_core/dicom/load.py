@@ -12,18 +12,19 @@ normal). Every irregularity is handled explicitly and recorded in ``Volume.meta`
 * enhanced multi-frame CT: one slice per frame, per-frame positions and rescale.
 
 Speed and memory: the int16 output is allocated once and each slice is decoded straight into
-it (uncompressed files by offset, see ``pixels.py``). Slices are decoded by a thread pool;
-compressed series with many slices use worker processes instead (JPEG 2000 decoders hold the
-GIL), writing into the same output through a memory-mapped file in /dev/shm. Peak memory stays
-near one int16 volume plus a few slices per worker (resampling adds a second volume).
+it (uncompressed files by offset, JPEG 2000 straight from its fragments, see ``pixels.py``).
+Slices are decoded by a thread pool; compressed series with many slices use worker processes
+instead (the decoders hold the GIL), writing into the same output through a memory-mapped file
+in /dev/shm (``workers.py``; pass a ``DecodePool`` to reuse processes across series). Peak
+memory stays near one int16 volume plus a few slices per worker (resampling adds a second
+volume).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from vertfrac_core.dicom import codecs
 from vertfrac_core.dicom.geometry import GeometryPolicy, StackGeometry, stack_affine
 from vertfrac_core.dicom.grouping import Series, SliceRef
 from vertfrac_core.dicom.pixels import NATIVE_LE, decode_into, fast_path_ok
+from vertfrac_core.dicom.workers import DecodePool, decode_in_processes
 from vertfrac_core.errors import GeometryError
 from vertfrac_core.volume import Volume
 
@@ -54,61 +56,29 @@ def _n_workers(settings: LoadSettings) -> int:
     return settings.workers or max(1, os.cpu_count() or 1)
 
 
-def _shared_output(shape: tuple[int, int, int]) -> tuple[np.memmap, str]:
-    """A zero-filled int16 memmap in /dev/shm (tmpfs) that worker processes can open."""
-    folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    fd, path = tempfile.mkstemp(prefix="vertfrac-", suffix=".i16", dir=folder)
-    os.close(fd)
-    return np.memmap(path, dtype=np.int16, mode="w+", shape=shape), path
-
-
-def _decode_chunk(path: str, shape: tuple[int, int, int], jobs: list[tuple[int, SliceRef]],
-                  storage_options: dict[str, Any] | None) -> int:
-    """Worker-process entry: decode slices into the shared memmap; returns clipped count."""
-    out = np.memmap(path, dtype=np.int16, mode="r+", shape=shape)
-    clipped = sum(decode_into(ref, out[k], storage_options) for k, ref in jobs)
-    out.flush()
-    del out
-    return clipped
-
-
-def _decode_in_processes(jobs: list[tuple[int, SliceRef]], shape: tuple[int, int, int], n: int,
-                         storage_options: dict[str, Any] | None) -> tuple[np.ndarray, int, str]:
-    """Decode in ``n`` worker processes into a shared memmap (fork when single-threaded)."""
-    import multiprocessing as mp
-    import sys
-    import threading
-
-    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
-    out, path = _shared_output(shape)
-    try:
-        chunks = [jobs[i::n] for i in range(n)]
-        with ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
-            futures = [pool.submit(_decode_chunk, path, shape, c, storage_options)
-                       for c in chunks if c]
-            clipped = sum(f.result() for f in futures)
-    finally:
-        os.unlink(path)  # the parent's mapping stays valid after unlink
-    return out.view(np.ndarray), clipped, f"{n} processes ({method})"
-
-
 def _decode_all(refs: list[SliceRef], shape: tuple[int, int, int], settings: LoadSettings,
-                storage_options: dict[str, Any] | None) -> tuple[np.ndarray, int, str]:
+                storage_options: dict[str, Any] | None, pool: DecodePool | None
+                ) -> tuple[np.ndarray, int, str]:
     """Decode every slice in order into a new (K, rows, cols) int16 array."""
-    n = _n_workers(settings)
+    n = pool.workers if pool is not None else _n_workers(settings)
     jobs = list(enumerate(refs))
     compressed = sum(1 for r in refs if not fast_path_ok(r))
     if settings.use_processes and n > 1 and compressed >= settings.process_min_slices:
         try:
-            return _decode_in_processes(jobs, shape, n, storage_options)
+            if pool is not None:
+                return decode_in_processes(jobs, shape, storage_options, pool)
+            with DecodePool(n) as own:
+                return decode_in_processes(jobs, shape, storage_options, own)
         except BrokenProcessPool as err:  # e.g. an interactive __main__ that spawn cannot import
             log.warning("worker processes failed (%s); decoding with threads instead", err)
+            if pool is not None:
+                pool.close()
     out_arr = np.empty(shape, dtype=np.int16)
     if n == 1 or len(jobs) < 4:
         clipped = sum(decode_into(ref, out_arr[k], storage_options) for k, ref in jobs)
         return out_arr, clipped, "1 thread"
-    with ThreadPoolExecutor(n) as pool:
-        clipped = sum(pool.map(lambda job: decode_into(job[1], out_arr[job[0]], storage_options),
+    with ThreadPoolExecutor(n) as threads:
+        clipped = sum(threads.map(lambda job: decode_into(job[1], out_arr[job[0]], storage_options),
                                jobs))
     return out_arr, clipped, f"{n} threads"
 
@@ -156,8 +126,12 @@ def load_series(
     *,
     settings: LoadSettings = LoadSettings(),
     storage_options: dict[str, Any] | None = None,
+    pool: DecodePool | None = None,
 ) -> Volume:
     """Decode and assemble one series (from ``build_index``) into a HU ``Volume``.
+
+    ``pool``: reusable decoding processes (see ``workers.py``) for callers that load many
+    series; without it, a long compressed series starts its own processes for the call.
 
     Raises:
         GeometryError: no valid orientation/positions, slices off one line, gaps too large.
@@ -167,7 +141,8 @@ def load_series(
     geom = _check(series)
     refs = series.ordered_slices()
     h = refs[0].header
-    vol, clipped, how = _decode_all(refs, (len(refs), h.rows, h.cols), settings, storage_options)
+    vol, clipped, how = _decode_all(refs, (len(refs), h.rows, h.cols), settings, storage_options,
+                                    pool)
     offsets = geom.offsets_mm
     interpolated = 0
     if geom.needs_resampling:
@@ -209,6 +184,7 @@ def load_dicom(
     storage_options: dict[str, Any] | None = None,
     settings: LoadSettings = LoadSettings(),
     require_selected: bool = True,
+    pool: DecodePool | None = None,
 ) -> Volume:
     """Index ``url`` (a DICOM folder, file, zip or s3:// prefix) and load one series.
 
@@ -235,4 +211,4 @@ def load_dicom(
                 f"{url} holds {len(chosen)} selectable series in {len(result.series)} found "
                 f"(rejections: {reasons[:5] + bad[:3]}); pass series_key to pick one")
         series = chosen[0]
-    return load_series(series, settings=settings, storage_options=storage_options)
+    return load_series(series, settings=settings, storage_options=storage_options, pool=pool)

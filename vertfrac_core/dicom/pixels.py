@@ -1,9 +1,14 @@
 """Decode one slice (a file or a frame of one) to HU, written straight into the output volume.
 
-Two paths:
+Three paths:
 
 * fast: a local, uncompressed little-endian 16-bit file whose Pixel Data offset the header read
   already found; the slice is read with one ``np.fromfile`` at that offset (no re-parse);
+* JPEG 2000: a single-frame grayscale file whose Pixel Data offset is known; its fragments are
+  cut out of the bytes at that offset and handed to ``openjpeg`` (pylibjpeg-openjpeg) directly,
+  skipping pydicom's dataset parse and pixel pipeline. Used only when the codestream agrees
+  with the header (size, one sample, precision = BitsStored, signedness = PixelRepresentation);
+  anything else takes the general path, which knows the corrections;
 * general: the object's bytes go through ``pydicom.pixels.pixel_array`` with the installed
   decoders (pylibjpeg for JPEG, JPEG-LS, JPEG 2000; pydicom for RLE, deflate, big endian).
 
@@ -14,6 +19,7 @@ outside the int16 range are clipped and counted).
 from __future__ import annotations
 
 import io
+import struct
 from typing import Any
 
 import numpy as np
@@ -23,6 +29,7 @@ from vertfrac_core.dicom.grouping import SliceRef
 from vertfrac_core.errors import DicomError
 
 NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+JPEG2000 = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}  # lossless only, and lossy
 DEFLATED = "1.2.840.10008.1.2.1.99"
 MAX_OBJECT_BYTES = 4 << 30
 
@@ -43,6 +50,64 @@ def read_bytes(location: str, storage_options: dict[str, Any] | None = None,
     if len(data) > max_bytes:
         raise DicomError(f"{location} is larger than the {max_bytes}-byte limit")
     return data
+
+
+def _read_all(location: str, storage_options: dict[str, Any] | None) -> bytes:
+    """``read_bytes`` with plain ``open`` for local files (no fsspec round trip per slice)."""
+    if _is_local_file(location) and zipio.split_location(location)[1] is None:
+        path = location[len("file://"):] if location.startswith("file://") else location
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_OBJECT_BYTES + 1)
+        if len(data) > MAX_OBJECT_BYTES:
+            raise DicomError(f"{location} is larger than the {MAX_OBJECT_BYTES}-byte limit")
+        return data
+    return read_bytes(location, storage_options)
+
+
+def encapsulated_frame(data: bytes, pixel_offset: int) -> bytes | None:
+    """The fragments of a single-frame encapsulated Pixel Data element starting at
+    ``pixel_offset`` (its tag), joined; None when the layout is not the plain one
+    (explicit VR OB, undefined length, offset table item, fragments, delimiter)."""
+    head = data[pixel_offset:pixel_offset + 12]
+    if len(head) < 12 or head[4:6] != b"OB" or head[8:12] != b"\xff\xff\xff\xff":
+        return None
+    pos, first = pixel_offset + 12, True
+    parts: list[bytes] = []
+    while pos + 8 <= len(data):
+        tag, length = struct.unpack("<II", data[pos:pos + 8])
+        if tag == 0xE0DDFFFE:  # sequence delimiter
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if tag != 0xE000FFFE or length == 0xFFFFFFFF or pos + 8 + length > len(data):
+            return None
+        if not first:
+            parts.append(data[pos + 8:pos + 8 + length])
+        first, pos = False, pos + 8 + length
+    return None
+
+
+def _j2k_slice(ref: SliceRef, data: bytes) -> np.ndarray | None:
+    """Decode a single-frame JPEG 2000 slice with openjpeg; None to use the general path."""
+    h = ref.header
+    if (h.frames != 1 or h.samples_per_pixel != 1 or h.bits_allocated != 16
+            or h.pixel_offset is None or h.pixel_offset <= 0):
+        return None
+    stream = encapsulated_frame(data, h.pixel_offset)
+    if stream is None:
+        return None
+    try:
+        from openjpeg.utils import decode, get_parameters
+
+        p = get_parameters(stream, 0)
+        if (p["rows"], p["columns"], p["samples_per_pixel"]) != (h.rows, h.cols, 1) \
+                or p["precision"] != (h.bits_stored or 16) or bool(p["is_signed"]) != (h.pixel_representation == 1):
+            return None
+        flat = decode(stream, 0, reshape=False)
+    except ImportError:
+        return None
+    except Exception as err:  # noqa: BLE001 - openjpeg raises RuntimeError with a code
+        raise DicomError(f"Cannot decode the JPEG 2000 pixel data of {h.location}: "
+                         f"{type(err).__name__}: {err}") from err
+    return flat.view("<i2" if h.pixel_representation == 1 else "<u2").reshape(h.rows, h.cols)
 
 
 def _is_local_file(location: str) -> bool:
@@ -81,7 +146,11 @@ def _decoded_slice(ref: SliceRef, storage_options: dict[str, Any] | None) -> np.
     from pydicom.pixels import pixel_array
 
     h = ref.header
-    data = read_bytes(h.location, storage_options)
+    data = _read_all(h.location, storage_options)
+    if h.transfer_syntax in JPEG2000:
+        arr = _j2k_slice(ref, data)
+        if arr is not None:
+            return arr
     index = ref.frame if h.frames > 1 else None
     try:
         if h.transfer_syntax == DEFLATED:  # pixel_array(file) does not inflate; the index
