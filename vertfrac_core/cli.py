@@ -148,6 +148,7 @@ def train_localizer_cmd(
     batch: int = typer.Option(3, "--batch", min=1),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
     install: bool = typer.Option(False, "--install", help="Copy the weights into vertfrac_core/weights/."),
+    init_from: Path = typer.Option(None, "--init-from", help="Start from these weights (new schedule)."),
 ) -> None:
     """Train the 3D spine localizer on phantoms rendered on the fly."""
     _setup_logging(False)
@@ -155,9 +156,61 @@ def train_localizer_cmd(
 
     from vertfrac_core.train.localizer import LocalizerTrainSettings, train_localizer
 
-    weights = train_localizer(LocalizerTrainSettings(out_dir=str(out), steps=steps, batch=batch), resume=resume)
+    weights = train_localizer(LocalizerTrainSettings(out_dir=str(out), steps=steps, batch=batch,
+                                                     init_from=str(init_from) if init_from else None), resume=resume)
     typer.echo(f"weights: {weights}")
     if install:
         dest = Path(__file__).parent / "weights" / "localizer.pt"
+        shutil.copy(weights, dest)
+        typer.echo(f"installed: {dest}")
+
+
+@evaluate_app.command("localizer")
+def evaluate_localizer_cmd(
+    phantoms: int = typer.Option(100, "--phantoms", min=0, help="Held-out phantoms to render and score."),
+    seed: int = typer.Option(0, "--seed", help="First phantom seed (training uses seeds >= 1,000,000)."),
+    profile: str = typer.Option("full", "--profile", help="Acquisition profile of the phantoms."),
+    real: bool = typer.Option(True, "--real/--no-real", help="Also score the real CTs in ../shared/data."),
+    weights: Path = typer.Option(None, "--weights", help="Localizer weights (default: shipped)."),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="Folder for the result tables."),
+) -> None:
+    """Distance from true body centres to the predicted centre line; writes result tables."""
+    _setup_logging(False)
+    from vertfrac_core.eval.localizer import evaluate, phantom_cases, real_cases
+    from vertfrac_core.eval.report import write_localizer_tables
+    from vertfrac_core.localize.model import WEIGHTS, Localizer
+
+    loc = Localizer(weights or WEIGHTS)
+    results = {}
+    if phantoms:
+        results["phantoms"] = evaluate(phantom_cases(phantoms, seed, profile), loc)
+    if real:
+        shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+        results["real"] = evaluate(real_cases(shared), loc)
+    for name, path in write_localizer_tables(results, out, f"seeds {seed}..{seed + phantoms - 1}, profile {profile}").items():
+        typer.echo(f"{name}: {path}")
+
+
+@train_app.command("detector")
+def train_detector_cmd(
+    data: Path = typer.Option(Path("runs/detector_data"), "--data", help="Folder of rendered samples."),
+    out: Path = typer.Option(Path("runs/detector"), "--out"),
+    generate: int = typer.Option(0, "--generate", min=0, help="First render this many samples into DATA."),
+    steps: int = typer.Option(1200, "--steps", min=1),
+    resume: bool = typer.Option(False, "--resume"),
+    install: bool = typer.Option(False, "--install", help="Copy the weights into vertfrac_core/weights/."),
+) -> None:
+    """Train the 2D keypoint detector on straightened phantom images."""
+    _setup_logging(False)
+    import shutil
+
+    from vertfrac_core.train.detector import DetectorTrainSettings, generate_samples, train_detector
+
+    if generate:
+        generate_samples(str(data), n=generate)
+    weights = train_detector(DetectorTrainSettings(data_dir=str(data), out_dir=str(out), steps=steps), resume=resume)
+    typer.echo(f"weights: {weights}")
+    if install:
+        dest = Path(__file__).parent / "weights" / "detector.pt"
         shutil.copy(weights, dest)
         typer.echo(f"installed: {dest}")

@@ -14,11 +14,19 @@ import numpy as np
 
 from vertfrac_core.errors import ModelError
 from vertfrac_core.localize.codec import CodecSettings, decode
-from vertfrac_core.localize.grid import to_canonical
+from vertfrac_core.localize.grid import CanonicalGrid, FILL_HU, to_canonical
 from vertfrac_core.volume import Volume
 
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "localizer.pt"
+PAD_VOXELS = 8  # air around the field of view, as the network saw beyond crops in training
+
+
+def pad_grid(grid: CanonicalGrid, n: int) -> CanonicalGrid:
+    """``grid`` with ``n`` voxels of air (-1024 HU) added on every side."""
+    data = np.pad(grid.data, n, mode="constant", constant_values=FILL_HU)
+    origin = grid.origin_lps - (n * grid.spacing_zyx)[::-1]
+    return CanonicalGrid(data=data, spacing_zyx=grid.spacing_zyx, origin_lps=origin)
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ class Localizer:
 
         from vertfrac_core.localize.net import hu_to_input
 
-        grid = to_canonical(volume, self.spacing_mm)
+        grid = pad_grid(to_canonical(volume, self.spacing_mm), PAD_VOXELS)
         x = torch.from_numpy(hu_to_input(grid.data))[None].to(self.device)
         with torch.inference_mode():
             y = self.net(x)[0].float().cpu().numpy()

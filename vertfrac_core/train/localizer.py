@@ -26,8 +26,8 @@ SPACING_MM = 4.0
 @dataclass(frozen=True)
 class LocalizerTrainSettings:
     out_dir: str
-    steps: int = 1500
-    batch: int = 3
+    steps: int = 1000
+    batch: int = 2
     crop: tuple[int, int, int] = (48, 40, 40)
     lr: float = 2e-3
     cache_size: int = 48
@@ -35,7 +35,8 @@ class LocalizerTrainSettings:
     seed_base: int = 1_000_000
     checkpoint_every: int = 100
     width: int = 8
-    threads: int = 2
+    threads: int = 1
+    init_from: str | None = None  # start from these weights (a fresh schedule)
 
 
 @dataclass
@@ -102,7 +103,16 @@ def _crop(s: _Sample, size: tuple[int, int, int], rng: np.random.Generator):
             a[sl] = -1024.0 if a is out[0] else 0.0
         out[2][:, sl] = 0.0
         out[3][sl] = False
-    if rng.random() < 0.2:
+    if rng.random() < 0.25:  # a tight reconstruction around the column (spine-targeted FOV)
+        half = rng.uniform(7, 20, 2)  # voxels: 56-160 mm wide
+        cy, cx = np.array(size[1:]) / 2 + rng.normal(0, 3, 2)
+        yy, xx = np.meshgrid(np.arange(size[1]), np.arange(size[2]), indexing="ij")
+        outside = (np.abs(yy - cy) > half[0]) | (np.abs(xx - cx) > half[1])
+        out[0][:, outside] = -1024.0
+        out[1][:, outside] = 0.0
+        out[2][:, :, outside] = 0.0
+        out[3][:, outside] = False
+    elif rng.random() < 0.2:
         yy, xx = np.meshgrid(np.arange(size[1]), np.arange(size[2]), indexing="ij")
         r = rng.uniform(0.35, 0.6) * size[1]
         cy, cx = rng.uniform(0.3, 0.7, 2) * np.array(size[1:])
@@ -132,6 +142,9 @@ def train_localizer(settings: LocalizerTrainSettings, resume: bool = False) -> P
                                                 pct_start=0.05)
     step, next_seed = 0, settings.seed_base
     ckpt = out / "checkpoint.pt"
+    if settings.init_from:
+        net.load_state_dict(torch.load(settings.init_from, weights_only=False)["model"])
+        log.info("initialised from %s", settings.init_from)
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         net.load_state_dict(state["model"])

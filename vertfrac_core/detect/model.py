@@ -1,0 +1,85 @@
+"""Step 2 at inference: straightened image -> vertebrae (keypoints, levels, scores) in 3D."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vertfrac_core.detect.codec import decode
+from vertfrac_core.detect.levels import assign_levels
+from vertfrac_core.errors import ModelError
+from vertfrac_core.reformat import Reformation
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "detector.pt"
+
+
+@dataclass(frozen=True)
+class DetectedVertebra:
+    level: str
+    level_confidence: float
+    score: float
+    keypoints_rc: np.ndarray  # (6, 2) straightened-image pixels
+    keypoints_lps: np.ndarray  # (6, 3)
+    center_lps: np.ndarray  # (3,)
+
+
+class Detector:
+    def __init__(self, weights: Path = WEIGHTS, device: str | None = None,
+                 threshold: float = 0.3) -> None:
+        import torch
+
+        from vertfrac_core.detect.net import DetectorNet
+
+        if not Path(weights).exists():
+            raise ModelError(f"detector weights not found at {weights}; train them with "
+                             "`vertfrac train detector --install`")
+        try:
+            st = torch.load(weights, map_location="cpu", weights_only=False)
+            self.net = DetectorNet(int(st.get("width", 12)))
+            self.net.load_state_dict(st["model"])
+        except Exception as err:  # noqa: BLE001
+            raise ModelError(f"cannot load detector weights {weights}: {err}") from err
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.net.to(self.device).eval()
+        self.threshold = threshold
+
+    def raw(self, image: np.ndarray) -> np.ndarray:
+        """Network output (N_OUT, h, w), heat channel as probability."""
+        import torch
+
+        from vertfrac_core.detect.net import image_to_input
+
+        x = torch.from_numpy(image_to_input(image))[None].to(self.device)
+        pad = (-x.shape[2]) % 16, (-x.shape[3]) % 16
+        x = torch.nn.functional.pad(x, (0, pad[1], 0, pad[0]), value=-1.5)
+        with torch.inference_mode():
+            y = self.net(x)[0].float().cpu().numpy()
+        h, w = (image.shape[1] + 1) // 2, (image.shape[2] + 1) // 2
+        y = y[:, :h, :w]
+        y[0] = 1.0 / (1.0 + np.exp(-y[0]))
+        return y
+
+    def __call__(self, image: np.ndarray, ref: Reformation) -> list[DetectedVertebra]:
+        dets = decode(self.raw(image), self.threshold)
+        if not dets:
+            return []
+        levels, conf = assign_levels(np.stack([d.level_probs for d in dets]))
+        out = []
+        for d, lv, c in zip(dets, levels, conf, strict=True):
+            kp3 = ref.to_lps(d.keypoints_rc[:, 0], d.keypoints_rc[:, 1], 0.0)
+            out.append(DetectedVertebra(level=lv, level_confidence=float(c), score=d.score,
+                                        keypoints_rc=d.keypoints_rc, keypoints_lps=kp3,
+                                        center_lps=kp3.mean(axis=0)))
+        return out
+
+
+_CACHE: dict[tuple[str, str | None], Detector] = {}
+
+
+def load_detector(weights: Path = WEIGHTS, device: str | None = None) -> Detector:
+    key = (str(weights), device)
+    if key not in _CACHE:
+        _CACHE[key] = Detector(weights, device)
+    return _CACHE[key]
