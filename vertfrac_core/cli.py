@@ -214,3 +214,31 @@ def train_detector_cmd(
         dest = Path(__file__).parent / "weights" / "detector.pt"
         shutil.copy(weights, dest)
         typer.echo(f"installed: {dest}")
+
+
+@app.command()
+def analyze(
+    path: str = typer.Argument(..., help="A DICOM folder, a zip of one, a DICOM file or a NIfTI file."),
+    out: Path = typer.Option(Path("vertfrac_out"), "--out", help="Folder for result.json, the PNG and Parquet rows."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Analyse one CT: vertebra table, result.json, the annotated sagittal image."""
+    _setup_logging(verbose)
+    from vertfrac_core.analyze import analyze_path
+    from vertfrac_core.result_rows import write_result_rows
+
+    res = analyze_path(path, out)
+    write_result_rows(res, out)
+    if res.status.value != "ok":
+        typer.echo(f"FAILED at {res.failed_stage.value if res.failed_stage else '?'}: {res.error}", err=True)
+        typer.echo(f"result: {out / 'result.json'}")
+        raise typer.Exit(code=2)
+    typer.echo(f"{'level':<6}{'conf':>6}{'ha':>7}{'hm':>7}{'hp':>7}{'loss':>7}{'grade':>6}  {'type':<10}{'HU':>7}")
+    for v in res.vertebrae:
+        hu = "-" if v.trabecular_hu is None else f"{v.trabecular_hu:.0f}"
+        typer.echo(f"{v.level:<6}{v.level_confidence:>6.2f}{v.ha_mm:>7.1f}{v.hm_mm:>7.1f}{v.hp_mm:>7.1f}"
+                   f"{v.height_loss:>7.2f}{v.grade:>6}  {v.type:<10}{hu:>7}")
+    l1 = "-" if res.l1_hu is None else f"{res.l1_hu:.0f} HU at {res.l1_hu_level}"
+    typer.echo(f"max grade {res.max_grade}; L1 attenuation {l1} ({res.density_flag.value}); "
+               f"timings {res.timings_s}")
+    typer.echo(f"result: {out / 'result.json'}  image: {out / 'sagittal.png'}")

@@ -1,0 +1,58 @@
+"""Detector target codec round trip and the level sequence decoder."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vertfrac_core.anatomy import GRADED_LEVELS
+from vertfrac_core.detect.codec import decode, encode, target_as_output
+from vertfrac_core.detect.levels import assign_levels
+
+
+def _spine(n: int = 8, start: int = 12):
+    rng = np.random.default_rng(0)
+    centres, kps = [], []
+    for k in range(n):
+        c = np.array([20.0 + 27.3 * k + rng.uniform(-1, 1), 70.0 + rng.uniform(-3, 3)])
+        h, d = 22 + rng.uniform(-2, 2), 16 + rng.uniform(-1, 1)
+        kp = np.array([[-h / 2, -d], [h / 2, -d], [-h / 2 + 2, 0], [h / 2 - 2, 0], [-h / 2, d], [h / 2, d]]) + c
+        centres.append(c)
+        kps.append(kp)
+    return np.array(centres), np.array(kps), list(GRADED_LEVELS[start:start + n])
+
+
+def test_round_trip_recovers_keypoints_and_levels() -> None:
+    c, kp, lv = _spine()
+    t = encode((260, 161), c, kp, lv)
+    dets = decode(target_as_output(t))
+    assert len(dets) == len(c)
+    for d, k in zip(dets, kp, strict=True):
+        assert np.abs(d.keypoints_rc - k).max() < 1e-3
+    levels, conf = assign_levels(np.stack([d.level_probs for d in dets]))
+    assert levels == lv and (conf > 0.99).all()
+
+
+def test_viterbi_fixes_a_single_wrong_label() -> None:
+    _, _, lv = _spine()
+    probs = np.full((len(lv), len(GRADED_LEVELS)), 0.01)
+    for i, name in enumerate(lv):
+        probs[i, GRADED_LEVELS.index(name)] = 0.9
+    probs[3] = 0.01
+    probs[3, GRADED_LEVELS.index("C7")] = 0.9  # a confident but impossible label
+    levels, _ = assign_levels(probs / probs.sum(1, keepdims=True))
+    assert levels == lv
+
+
+def test_t13_and_l6_variants_are_possible() -> None:
+    seq = ["T11", "T12", "T13", "L1", "L2", "L3", "L4", "L5", "L6"]
+    probs = np.full((len(seq), len(GRADED_LEVELS)), 0.001)
+    for i, name in enumerate(seq):
+        probs[i, GRADED_LEVELS.index(name)] = 0.99
+    levels, _ = assign_levels(probs)
+    assert levels == seq
+
+
+def test_empty() -> None:
+    levels, conf = assign_levels(np.zeros((0, len(GRADED_LEVELS))))
+    assert levels == [] and conf.size == 0
+    assert decode(np.zeros((1 + 2 + 12 + len(GRADED_LEVELS), 10, 10), np.float32)) == []
