@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export MPLBACKEND := Agg
 
-.PHONY: install demo test test-fast bench figures lint clean
+.PHONY: install demo test test-fast bench bench-gpu figures lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
+
+# one prepared script (under 5 minutes) timing analyze end to end on a CUDA GPU
+bench-gpu: $(STAMP)
+	timeout 300 $(BIN)/python -m benchmarks.bench_analyze cuda
 
 figures: $(STAMP)
 	$(BIN)/python -m benchmarks.figures

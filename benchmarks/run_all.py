@@ -6,7 +6,7 @@ import importlib
 import logging
 import sys
 
-BENCHES = ["benchmarks.bench_phantom", "benchmarks.bench_ingest"]
+BENCHES = ["benchmarks.bench_phantom", "benchmarks.bench_ingest", "benchmarks.bench_analyze"]
 
 
 def main(names: list[str] | None = None) -> None:

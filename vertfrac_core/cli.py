@@ -242,3 +242,48 @@ def analyze(
     typer.echo(f"max grade {res.max_grade}; L1 attenuation {l1} ({res.density_flag.value}); "
                f"timings {res.timings_s}")
     typer.echo(f"result: {out / 'result.json'}  image: {out / 'sagittal.png'}")
+
+
+def _write_metrics(name: str, summary: dict, note: str, out: Path) -> Path:
+    from datetime import date
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.md"
+    lines = [f"# {name}", "", f"Run {date.today().isoformat()} ({note}).", "", "| metric | value |", "|---|---|"]
+    for k, v in summary.items():
+        lines.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@evaluate_app.command("detector")
+def evaluate_detector_cmd(
+    phantoms: int = typer.Option(200, "--phantoms", min=1),
+    seed: int = typer.Option(0, "--seed", help="First seed (training uses seeds >= 2,000,000)."),
+    weights: Path = typer.Option(None, "--weights"),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out"),
+) -> None:
+    """Detection, keypoints, levels and grading on straightened held-out phantom images."""
+    _setup_logging(False)
+    from vertfrac_core.detect.model import WEIGHTS, Detector
+    from vertfrac_core.eval.detector import evaluate_detector
+
+    s = evaluate_detector(phantoms, seed, Detector(weights or WEIGHTS)).summary()
+    typer.echo(_write_metrics("detector_phantoms", s, f"seeds {seed}..{seed + phantoms - 1}, "
+                              "straightened images with step-1-like line errors", out))
+
+
+@evaluate_app.command("pipeline")
+def evaluate_pipeline_cmd(
+    phantoms: int = typer.Option(50, "--phantoms", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    profile: str = typer.Option("full", "--profile"),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out"),
+) -> None:
+    """Whole-scan analysis (step 1 included) on rendered held-out phantoms."""
+    _setup_logging(False)
+    from vertfrac_core.analyze import load_models
+    from vertfrac_core.eval.detector import evaluate_pipeline
+
+    s = evaluate_pipeline(phantoms, seed, load_models(), profile).summary()
+    typer.echo(_write_metrics("pipeline_phantoms", s, f"seeds {seed}..{seed + phantoms - 1}, profile {profile}", out))

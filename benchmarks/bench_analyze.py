@@ -1,0 +1,79 @@
+"""End-to-end `analyze` speed: a 512x512x400 phantom DICOM series (0.78 x 0.78 x 1.25 mm),
+loading and the PNG included, with a per-stage breakdown (issue 5 target: 5 s on 2 CPU cores).
+Also the localizer's network+decoding time on the same scan (issue 4 target: 1 s).
+Runs on CUDA when torch sees a GPU (`make bench-gpu` writes the GPU table)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._common import machine, write_table
+
+
+def _write_series(tmp: Path, seed: int) -> Path:
+    import dataclasses
+
+    from benchmarks.bench_phantom import _series_acq
+    from vertfrac_core.phantom.dicom_writer import SeriesHeader, TransferSyntax, derive_uid, write_ct_series
+    from vertfrac_core.phantom.population import sample_patient
+    from vertfrac_core.phantom.render import render_ct
+    from vertfrac_core.phantom.spine import build_phantom
+
+    spec = sample_patient(seed)
+    ph = build_phantom(spec)
+    acq = dataclasses.replace(_series_acq(ph), z_top_mm=float(ph.vertebra("T9").origin_lps[2]))
+    acq = dataclasses.replace(acq, z_bottom_mm=acq.z_top_mm - 399 * 1.25)
+    vol = render_ct(ph, acq, seed=seed)
+    header = SeriesHeader(
+        patient_id=spec.patient_id, patient_name=spec.patient_name, birth_date=spec.birth_date,
+        sex=spec.sex, age_years=spec.age, study_date=spec.study_date, study_time="101500",
+        study_uid=derive_uid("bench-a", seed), series_uid=derive_uid("bench-a", seed, "s"),
+        frame_of_reference_uid=derive_uid("bench-a", seed, "f"), series_number=2,
+        series_description="bench", accession_number="A1", manufacturer="SIEMENS", model="bench",
+        kernel="B30f", kvp=120, contrast_agent=None, slice_thickness_mm=acq.slice_thickness_mm)
+    folder = tmp / f"series_{seed}"
+    write_ct_series(vol, header, str(folder), TransferSyntax.EXPLICIT_LE)
+    return folder
+
+
+def main(repeats: int = 3, device: str | None = None, table: str = "analyze") -> None:
+    import torch
+
+    from vertfrac_core.analyze import analyze_path, load_models, load_any
+
+    torch.set_num_threads(2)
+    models = load_models(device)
+    rows, loc_times = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = [_write_series(Path(tmp), 300 + r) for r in range(repeats)]
+        analyze_path(str(folders[0]), Path(tmp) / "warm", models)  # warm-up (threads, caches)
+        for r, folder in enumerate(folders):
+            t = time.perf_counter()
+            res = analyze_path(str(folder), Path(tmp) / f"out{r}", models)
+            total = time.perf_counter() - t
+            vol = load_any(str(folder))
+            t = time.perf_counter()
+            models.localizer(vol)
+            loc_times.append(time.perf_counter() - t)
+            st = res.timings_s
+            rows.append([f"run {r + 1}", res.status.value, len(res.vertebrae), f"{total:.2f}"]
+                        + [f"{st.get(k, float('nan')):.2f}" for k in
+                           ("load", "localize", "reformat", "detect", "morphometry", "density", "render")])
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rows.append(["median", "", "", f"{np.median([float(r[3]) for r in rows]):.2f}"] + [""] * 7)
+    write_table(table, ["run", "status", "vertebrae", "total s", "load", "localize", "reformat",
+                        "detect", "morphometry", "density", "render"], rows,
+                notes=f"Machine: {machine()}, device {dev}. One 512x512x400 uncompressed phantom DICOM "
+                      f"series per run, `analyze_path` end to end (result.json and PNG written). "
+                      f"Localizer alone (network + decoding, loading excluded): median "
+                      f"{np.median(loc_times):.2f} s over {len(loc_times)} scans.")
+
+
+if __name__ == "__main__":
+    main(device=sys.argv[1] if len(sys.argv) > 1 else None,
+         table="analyze_gpu" if len(sys.argv) > 1 and sys.argv[1].startswith("cuda") else "analyze")

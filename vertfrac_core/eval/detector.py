@@ -1,0 +1,145 @@
+"""`vertfrac evaluate detector|pipeline`: the paper's metrics on held-out phantoms.
+
+* detector: straightened images of phantoms (:func:`render_detector_sample`, the true centre line
+  perturbed as step 1 would give it) -> detections matched to the truth when the predicted
+  centre lies inside the true body outline (sagittal polygon of the 6 keypoints);
+* pipeline: full CT renders through ``analyze_volume`` (step 1 included); a prediction matches
+  the true vertebra whose body contains its centre (in the body's own frame).
+
+Reported: detection precision and recall, mean keypoint error (mm), body-centre error (mm), level
+accuracy, vertebra- and patient-level ROC AUC (grade >= 1 and >= 2, score = predicted height
+loss; a missed vertebra scores 0), sensitivity and specificity at grade >= 2, linearly weighted
+kappa of grades.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vertfrac_core.eval.metrics import body_outline_2d, point_in_polygon, roc_auc, sens_spec, weighted_kappa
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Tally:
+    n_pred: int = 0
+    n_true: int = 0
+    matched: int = 0
+    kp_err: list[float] = field(default_factory=list)
+    centre_err: list[float] = field(default_factory=list)
+    level_ok: list[bool] = field(default_factory=list)
+    v_score: list[float] = field(default_factory=list)  # per true vertebra: predicted loss (0 if missed)
+    v_true: list[int] = field(default_factory=list)
+    v_pred_grade: list[int] = field(default_factory=list)
+    p_score: list[float] = field(default_factory=list)
+    p_true: list[int] = field(default_factory=list)
+    p_pred: list[int] = field(default_factory=list)
+    failures: int = 0
+
+    def add_case(self, pred: list[dict], truth: list[dict], inside) -> None:
+        """pred/truth: dicts with centre, keypoints, level, grade, loss; inside(pred, truth)."""
+        self.n_pred += len(pred)
+        self.n_true += len(truth)
+        used: set[int] = set()
+        scores = [0.0] * len(truth)
+        grades = [0] * len(truth)
+        for p in sorted(pred, key=lambda d: -d.get("score", 1.0)):
+            for k, t in enumerate(truth):
+                if k in used or not inside(p, t):
+                    continue
+                used.add(k)
+                self.matched += 1
+                self.kp_err.append(float(np.linalg.norm(p["keypoints"] - t["keypoints"], axis=1).mean()))
+                self.centre_err.append(float(np.linalg.norm(p["centre"] - t["centre"])))
+                self.level_ok.append(p["level"] == t["level"])
+                scores[k] = p["loss"]
+                grades[k] = p["grade"]
+                break
+        for k, t in enumerate(truth):
+            self.v_score.append(scores[k])
+            self.v_true.append(t["grade"])
+            self.v_pred_grade.append(grades[k])
+        self.p_score.append(max([p["loss"] for p in pred], default=0.0))
+        self.p_true.append(max([t["grade"] for t in truth], default=0))
+        self.p_pred.append(max([p["grade"] for p in pred], default=0))
+
+    def summary(self) -> dict[str, float]:
+        vt, vs = np.array(self.v_true), np.array(self.v_score)
+        pt, ps = np.array(self.p_true), np.array(self.p_score)
+        sens_v, spec_v = sens_spec(np.array(self.v_pred_grade) >= 2, vt >= 2)
+        sens_p, spec_p = sens_spec(np.array(self.p_pred) >= 2, pt >= 2)
+        return {
+            "cases": len(self.p_true), "true_vertebrae": self.n_true, "predicted": self.n_pred,
+            "precision": self.matched / self.n_pred if self.n_pred else float("nan"),
+            "recall": self.matched / self.n_true if self.n_true else float("nan"),
+            "keypoint_error_mm": float(np.mean(self.kp_err)) if self.kp_err else float("nan"),
+            "centre_error_mm": float(np.mean(self.centre_err)) if self.centre_err else float("nan"),
+            "level_accuracy": float(np.mean(self.level_ok)) if self.level_ok else float("nan"),
+            "auc_vertebra_g1": roc_auc(vs, vt >= 1), "auc_vertebra_g2": roc_auc(vs, vt >= 2),
+            "auc_patient_g1": roc_auc(ps, pt >= 1), "auc_patient_g2": roc_auc(ps, pt >= 2),
+            "sensitivity_g2_vertebra": sens_v, "specificity_g2_vertebra": spec_v,
+            "sensitivity_g2_patient": sens_p, "specificity_g2_patient": spec_p,
+            "kappa_linear": weighted_kappa(vt, np.array(self.v_pred_grade)),
+            "fractured_patients_g2": int((pt >= 2).sum()), "failures": self.failures,
+        }
+
+
+def evaluate_detector(n: int, seed: int, detector) -> Tally:
+    from vertfrac_core.detect.codec import decode
+    from vertfrac_core.detect.levels import assign_levels
+    from vertfrac_core.detect.sample import render_detector_sample
+    from vertfrac_core.morphometry import grade_spine
+
+    tally = Tally()
+    for s in range(seed, seed + n):
+        smp = render_detector_sample(s)
+        dets = decode(detector.raw(smp.image), detector.threshold)
+        pred = []
+        if dets:
+            levels, _ = assign_levels(np.stack([d.level_probs for d in dets]))
+            graded = grade_spine(levels, [d.keypoints_rc for d in dets])
+            pred = [{"centre": d.centre_rc, "keypoints": d.keypoints_rc, "level": lv, "score": d.score,
+                     "grade": int(g.grade), "loss": g.height_loss} for d, lv, (_, g) in zip(dets, levels, graded, strict=True)]
+        truth = [{"centre": c, "keypoints": k, "level": lv, "grade": int(g)}
+                 for c, k, lv, g in zip(smp.centres_rc, smp.keypoints_rc, smp.levels, smp.grades, strict=True)]
+        tally.add_case(pred, truth, lambda p, t: point_in_polygon(p["centre"], body_outline_2d(t["keypoints"])))
+        log.info("seed %d: %d true, %d predicted, matched so far %d/%d", s, len(truth), len(pred),
+                 tally.matched, tally.n_true)
+    return tally
+
+
+def evaluate_pipeline(n: int, seed: int, models, profile: str = "full") -> Tally:
+    from vertfrac_core.analyze import analyze_volume
+    from vertfrac_core.eval.localizer import visible_centres
+    from vertfrac_core.phantom.acquisition import sample_acquisition
+    from vertfrac_core.phantom.population import sample_patient
+    from vertfrac_core.phantom.render import render_ct
+    from vertfrac_core.phantom.spine import build_phantom
+    from vertfrac_core.result import ScanStatus
+    from vertfrac_core.superellipse import inside_body
+
+    tally = Tally()
+    for s in range(seed, seed + n):
+        ph = build_phantom(sample_patient(s))
+        acq = sample_acquisition(ph, np.random.default_rng([s, 17]), profile)
+        vol = render_ct(ph, acq, seed=s)
+        res = analyze_volume(vol, source=f"phantom {s}", models=models)
+        cents = np.array([t.center_lps for t in ph.truth])
+        vis = visible_centres(vol, cents)
+        truth = [{"centre": t.center_lps, "keypoints": t.keypoints_lps, "level": t.level,
+                  "grade": int(t.grading.grade), "vertebra": ph.vertebra(t.level)}
+                 for t, v in zip(ph.truth, vis, strict=True) if v]
+        pred = []
+        if res.status == ScanStatus.OK:
+            pred = [{"centre": np.array(v.center_lps), "keypoints": np.array(v.keypoints_lps),
+                     "level": v.level, "score": v.score, "grade": v.grade, "loss": v.height_loss}
+                    for v in res.vertebrae]
+        elif truth:
+            tally.failures += 1
+        tally.add_case(pred, truth, lambda p, t: inside_body(t["vertebra"], p["centre"]))
+        log.info("seed %d: %s, %d visible, %d predicted", s, res.status.value, len(truth), len(pred))
+    return tally
