@@ -68,6 +68,75 @@ def demo(
     typer.echo(summary.describe())
     typer.echo(f"archive: {archive.resolve()}")
     typer.echo(f"ground truth: {(out / 'truth').resolve()}")
+    tables = out / "tables"
+    result = _run_screen(str(archive), str(tables), scheduler=None, workers=2, endpoint_url=None,
+                         analyze=None, load_models=None, device="cpu", gpu=False, batch_size=200,
+                         max_failure_rate=0.5)
+    typer.echo(result.describe())
+    _echo_tables(tables)
+
+
+def _offline_prefect() -> None:
+    """Telemetry off and an embedded Prefect API unless the caller configured one (the edge)."""
+    import os
+
+    for k, v in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+                 "GX_ANALYTICS_ENABLED": "false"}.items():
+        os.environ.setdefault(k, v)
+
+
+def _run_screen(source: str, out: str, **kw: object):  # noqa: ANN202 - flows.screen.RunSummary
+    import sys
+
+    _offline_prefect()
+    for name in ("distributed", "great_expectations", "httpx", "openjpeg"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from flows.screen import screen_flow
+    from vertfrac_core.screening import DEFAULT_ANALYZE, DEFAULT_LOAD_MODELS
+
+    kw["analyze"] = kw.get("analyze") or DEFAULT_ANALYZE
+    kw["load_models"] = kw.get("load_models") or DEFAULT_LOAD_MODELS
+    return screen_flow(source, out, progress=sys.stderr.isatty(), **kw)  # type: ignore[arg-type]
+
+
+def _echo_tables(dest: Path | str) -> None:
+    for t in ("series_index", "scans", "vertebrae", "qc"):
+        where = Path(dest).resolve() / t if "://" not in str(dest) else f"{dest}/{t}"
+        typer.echo(f"{t}: {where}/run_date=*/batch-*.parquet")
+
+
+@app.command()
+def screen(
+    source: str = typer.Argument(..., help="Archive folder or fsspec URL (s3://bucket/prefix)."),
+    out: str = typer.Option(..., "--out", help="Where the tables go (folder or s3://bucket/prefix)."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Running Dask scheduler, tcp://host:8786 (default: a LocalCluster)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="LocalCluster worker processes."),
+    endpoint_url: str = typer.Option(None, "--endpoint-url", help="S3 endpoint (MinIO, SeaweedFS...); credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."),
+    analyze: str = typer.Option(None, "--analyzer", help="Analyser as module:function (default vertfrac_core.analyze:analyze_volume)."),
+    load_models: str = typer.Option(None, "--models", help="Model loader as module:function (default vertfrac_core.analyze:load_models)."),
+    device: str = typer.Option("cpu", "--device", help="Device the models load on (cpu, cuda)."),
+    gpu: bool = typer.Option(False, "--gpu", help="Each scan asks for the Dask resource GPU=1."),
+    batch_size: int = typer.Option(200, "--batch-size", min=1, help="Scans per published batch."),
+    max_failure_rate: float = typer.Option(0.5, "--max-failure-rate", min=0.0, max=1.0, help="Quality gate on failed scans per batch."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Screen an archive: index, select, infer on Dask, check and publish Parquet tables.
+
+    Re-running screens only new or changed series. Runs as a Prefect flow (embedded API unless
+    PREFECT_API_URL points to a server). Keys are keyed hashes: set VERTFRAC_SECRET.
+    """
+    _setup_logging(verbose)
+    try:
+        result = _run_screen(source, out, scheduler=scheduler, workers=workers,
+                             endpoint_url=endpoint_url, analyze=analyze, load_models=load_models,
+                             device=device, gpu=gpu, batch_size=batch_size,
+                             max_failure_rate=max_failure_rate)
+    except Exception as err:  # the flow already logged the details
+        typer.echo(f"screening failed: {type(err).__name__}: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(result.describe())
+    _echo_tables(out)
 
 
 @app.command()
