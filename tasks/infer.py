@@ -42,7 +42,10 @@ def worker_model_version(client: Any, spec: AnalyzerSpec, *, gpu: bool = False) 
     reason = client.submit(unavailable_reason, spec, pure=False, resources=_resources(gpu)).result()
     if reason is not None:
         return None, reason
-    return client.submit(model_version, spec, pure=False, resources=_resources(gpu)).result(), None
+    try:
+        return client.submit(model_version, spec, pure=False, resources=_resources(gpu)).result(), None
+    except Exception as err:  # noqa: BLE001 - e.g. weights not trained/installed yet
+        return None, f"{spec.load_models} failed on a worker ({type(err).__name__}: {err})"
 
 
 def _lost(item: WorkItem, version: str, err: BaseException) -> ScanOutcome:
