@@ -3,6 +3,7 @@ started and stopped here by process id; environment for an offline, telemetry-fr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -68,10 +69,8 @@ def stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout_s)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(10)
 
 

@@ -3,6 +3,7 @@ idempotent reruns, a new model version, a crash between writing and publishing, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,7 +14,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-
 from conftest import FAKE, REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -29,7 +29,7 @@ def _screen(source: str, dest: str, **kw):  # noqa: ANN003, ANN202
 def _sql(dest: str, query: str) -> pd.DataFrame:
     q = query.replace("{scans}", f"read_parquet('{dest}/scans/*/*.parquet', hive_partitioning=true)")
     for t in ("vertebrae", "series_index", "qc"):
-        q = q.replace("{%s}" % t, f"read_parquet('{dest}/{t}/*/*.parquet', hive_partitioning=true)")
+        q = q.replace("{" + t + "}", f"read_parquet('{dest}/{t}/*/*.parquet', hive_partitioning=true)")
     return duckdb.sql(q).df()
 
 
@@ -91,10 +91,8 @@ def test_crash_between_write_and_publish_is_repaired(local_archive, tmp_path: Pa
         try:
             code = proc.wait(300)
         finally:  # what the killed process leaves behind (its Prefect server, Dask workers)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     assert code == 17, log.read_text()[-3000:]
     staged = list((dest / "_staging").glob("*/_READY.json"))
     assert len(staged) == 1 and not (dest / "scans").exists()

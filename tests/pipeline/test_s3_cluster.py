@@ -12,7 +12,6 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pytest
-
 from conftest import FAKE
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
