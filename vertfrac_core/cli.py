@@ -74,6 +74,9 @@ def demo(
                          max_failure_rate=0.5)
     typer.echo(result.describe())
     _echo_tables(tables)
+    from reports.build import write_reports
+
+    typer.echo(write_reports(str(tables), str(out / "reports"), studies="all").describe())
 
 
 def _offline_prefect() -> None:
@@ -356,3 +359,28 @@ def evaluate_pipeline_cmd(
 
     s = evaluate_pipeline(phantoms, seed, load_models(), profile).summary()
     typer.echo(_write_metrics("pipeline_phantoms", s, f"seeds {seed}..{seed + phantoms - 1}, profile {profile}", out))
+
+
+@app.command()
+def report(
+    dest: str = typer.Argument(..., help="Where the tables are (the --out of vertfrac screen): folder or s3://bucket/prefix."),
+    study: str = typer.Option(None, "--study", help="Write only this study's report (its key, or the first 8+ characters)."),
+    out: str = typer.Option(None, "--out", help="Where the reports go (default DEST/reports)."),
+    studies: str = typer.Option("flagged", "--studies", help="Study reports to write: flagged (fracture or L1 <= 110 HU), all, none."),
+    endpoint_url: str = typer.Option(None, "--endpoint-url", help="S3 endpoint (MinIO, SeaweedFS...)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Population report, dashboard and per-study reports (HTML; PDF per study) from the tables."""
+    _setup_logging(verbose)
+    from reports.build import StudySelection, write_reports
+    from vertfrac_core.errors import InputError
+
+    if studies not in {s.value for s in StudySelection}:
+        raise typer.BadParameter(f"--studies must be flagged, all or none; got {studies!r}")
+    options = {"client_kwargs": {"endpoint_url": endpoint_url}} if endpoint_url else None
+    try:
+        summary = write_reports(dest, out, studies=studies, study=study, storage_options=options)
+    except InputError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(code=2) from err
+    typer.echo(summary.describe())

@@ -15,15 +15,20 @@ persists, reported as ``transient`` so that the run leaves the study for the nex
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
+import re
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from vertfrac_core.batches import TableStore
 from vertfrac_core.dicom.grouping import Series
 from vertfrac_core.dicom.load import LoadSettings, load_series
 from vertfrac_core.errors import (
@@ -69,6 +74,15 @@ class LoadedAnalyzer:
     analyze: Callable[..., ScanResult]
     models: Any
     version: str
+    draws_picture: bool = False  # analyze() takes out_dir and writes sagittal.png there
+
+
+def _takes_out_dir(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "out_dir" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def import_object(path: str) -> Any:
@@ -98,7 +112,8 @@ def loaded(spec: AnalyzerSpec) -> LoadedAnalyzer:
             t0 = time.perf_counter()
             models = import_object(spec.load_models)(device=spec.device, **dict(spec.options))
             version = spec.version or str(getattr(models, "version", None) or spec.load_models)
-            _LOADED[spec] = LoadedAnalyzer(import_object(spec.analyze), models, version)
+            fn = import_object(spec.analyze)
+            _LOADED[spec] = LoadedAnalyzer(fn, models, version, _takes_out_dir(fn))
             log.info("models %s loaded in %.1f s (pid %d)", version, time.perf_counter() - t0,
                      os.getpid())
         return _LOADED[spec]
@@ -132,6 +147,35 @@ class ScreenSettings:
     max_fallbacks: int = 2  # further candidates tried when a series shows no spine
     storage_attempts: int = 4
     storage_base_delay_s: float = 0.5
+    images: TableStore | None = None  # where pictures are stored (the tables' store); None: none
+
+
+def image_path(series: Series, model_version: str) -> str:
+    """Where the picture of ``series`` analysed by ``model_version`` goes, relative to the tables."""
+    version = re.sub(r"[^A-Za-z0-9._-]", "_", model_version)
+    return f"images/{series.series_key}/{series.content_hash[:16]}-{version}.png"
+
+
+def _store_picture(result: ScanResult, tmp: Path, series: Series, version: str,
+                   settings: ScreenSettings) -> ScanResult:
+    """Upload the picture the analyser drew into ``tmp``; the result then points at it.
+
+    A failed upload costs the picture, not the result (logged, ``images`` left empty)."""
+    drawn = tmp / result.images.get("sagittal", "sagittal.png")
+    if settings.images is None or result.status != ScanStatus.OK or not drawn.is_file():
+        return replace(result, images={})
+    rel = image_path(series, version)
+    try:
+        fs, root = settings.images.open()
+        dest = f"{root}/{rel}"
+        retry_transient(lambda: (fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True),
+                                 fs.pipe_file(dest, drawn.read_bytes())),
+                        attempts=settings.storage_attempts, base_delay_s=settings.storage_base_delay_s,
+                        what=f"storing the picture of series {series.series_key[:8]}")
+    except Exception as err:  # noqa: BLE001 - the result stands without its picture
+        log.warning("picture of series %s not stored: %s", series.series_key[:8], err)
+        return replace(result, images={})
+    return replace(result, images={"sagittal": rel})
 
 
 def _load_error_code(err: BaseException) -> str:
@@ -163,8 +207,13 @@ def analyze_series(series: Series, analyzer: LoadedAnalyzer, *, settings: Screen
         return ScanResult.failure(series.source, analyzer.version, Stage.LOAD, code,
                                   f"{type(err).__name__}: {err}"), transient
     t_load = time.perf_counter() - t0
+    draw = settings.images is not None and analyzer.draws_picture
+    tmp = tempfile.TemporaryDirectory(prefix="vertfrac-picture-") if draw else None
     try:
-        result = analyzer.analyze(volume, source=series.source, models=analyzer.models)
+        extra = {"out_dir": Path(tmp.name)} if tmp is not None else {}
+        result = analyzer.analyze(volume, source=series.source, models=analyzer.models, **extra)
+        if tmp is not None:
+            result = _store_picture(result, Path(tmp.name), series, analyzer.version, settings)
     except NoSpineError as err:
         result = ScanResult.failure(series.source, analyzer.version, Stage.LOCALIZE, "no_spine", str(err))
     except Exception as err:  # noqa: BLE001 - an analyser bug must not stop the run
@@ -172,6 +221,9 @@ def analyze_series(series: Series, analyzer: LoadedAnalyzer, *, settings: Screen
         result = ScanResult(source=series.source, status=ScanStatus.FAILED,
                             model_version=analyzer.version, error_code="analyzer_error",
                             error=f"{type(err).__name__}: {err}")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     timings = {"load": round(t_load, 4), **result.timings_s,
                "total": round(time.perf_counter() - t0, 4)}
     return replace(result, timings_s=timings), False

@@ -1,33 +1,19 @@
-"""What a run has to do: studies to screen, minus what is already done; the source manifest.
+"""What a run has to do: studies to screen, minus what is already done.
 
 * :func:`work_items` turns the index into one :class:`WorkItem` per study with a selected
   series, its acceptable series ranked best first (the no-spine fallback candidates).
 * :func:`pending` drops the studies whose ``(series_key, content_hash, model_version)`` is
   already published, so a rerun processes only new or changed series and a new model version
   reprocesses everything.
-* :func:`manifest_table` summarises the source listing per folder (keyed hash of the folder,
-  object count, bytes, digest of names, sizes and ETags/mtimes) -- no object name is stored,
-  since archive names often embed UIDs -- and :func:`changed_folders` compares two manifests.
+
+Which headers a run reads at all is decided earlier, by the object manifest
+(``vertfrac_core.manifest``).
 """
 
 from __future__ import annotations
 
-import posixpath
-from collections import defaultdict
-from collections.abc import Iterable
-
-import pyarrow as pa
-
-from vertfrac_core.dicom.index import IndexResult, ObjectInfo
-from vertfrac_core.dicom.keys import content_hash, keyed_hash
+from vertfrac_core.dicom.index import IndexResult
 from vertfrac_core.screening import WorkItem
-
-MANIFEST_SCHEMA = pa.schema([
-    pa.field("folder_key", pa.string(), nullable=False),
-    pa.field("n_objects", pa.int64(), nullable=False),
-    pa.field("bytes", pa.int64(), nullable=False),
-    pa.field("digest", pa.string(), nullable=False),
-])
 
 
 def work_items(index: IndexResult) -> list[WorkItem]:
@@ -47,27 +33,3 @@ def pending(items: list[WorkItem], done: set[tuple[str, str, str]], model_versio
     """Items whose result for ``model_version`` is not published yet."""
     return [it for it in items
             if (it.selected.series_key, it.selected.content_hash, model_version) not in done]
-
-
-def manifest_table(objects: Iterable[ObjectInfo], secret: bytes | str) -> pa.Table:
-    """One row per folder of the listing (see the module docstring)."""
-    groups: dict[str, list[ObjectInfo]] = defaultdict(list)
-    for o in objects:
-        groups[posixpath.dirname(o.location)].append(o)
-    rows = [{"folder_key": keyed_hash(secret, "folder", folder), "n_objects": len(objs),
-             "bytes": sum(o.size for o in objs),
-             "digest": content_hash([f"{posixpath.basename(o.location)}|{o.size}|{o.etag}" for o in objs])}
-            for folder, objs in sorted(groups.items())]
-    return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
-
-
-def changed_folders(old: pa.Table | None, new: pa.Table) -> dict[str, int]:
-    """Counts of folders added, changed, removed and unchanged between two manifests."""
-    before = dict(zip(old.column("folder_key").to_pylist(), old.column("digest").to_pylist(), strict=True)) if old is not None else {}
-    after = dict(zip(new.column("folder_key").to_pylist(), new.column("digest").to_pylist(), strict=True))
-    return {
-        "added": sum(k not in before for k in after),
-        "changed": sum(k in before and before[k] != v for k, v in after.items()),
-        "removed": sum(k not in after for k in before),
-        "unchanged": sum(before.get(k) == v for k, v in after.items()),
-    }

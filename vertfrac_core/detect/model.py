@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vertfrac_core.detect.codec import decode
+from vertfrac_core.detect.codec import Detection, decode
 from vertfrac_core.detect.levels import assign_levels
 from vertfrac_core.errors import ModelError
 from vertfrac_core.reformat import Reformation
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "detector.pt"
+LEVEL_WEIGHTS = WEIGHTS.with_name("levels.pt")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,17 @@ class Detector:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.net.to(self.device).eval()
         self.threshold = threshold
+        self.levelnet = None
+        lw = Path(weights).with_name("levels.pt")
+        if lw.exists():
+            from vertfrac_core.detect.levelnet import LevelNet
+
+            try:
+                self.levelnet = LevelNet()
+                self.levelnet.load_state_dict(torch.load(lw, map_location="cpu", weights_only=False)["model"])
+                self.levelnet.to(self.device).eval()
+            except Exception as err:  # noqa: BLE001
+                raise ModelError(f"cannot load level weights {lw}: {err}") from err
 
     def raw(self, image: np.ndarray) -> np.ndarray:
         """Network output (N_OUT, h, w), heat channel as probability."""
@@ -61,15 +73,41 @@ class Detector:
         y[0] = 1.0 / (1.0 + np.exp(-y[0]))
         return y
 
-    def __call__(self, image: np.ndarray, ref: Reformation) -> list[DetectedVertebra]:
+    def row_level_probs(self, image: np.ndarray) -> np.ndarray | None:
+        """Per 4 mm row, level probabilities from the sequence network (None if not shipped)."""
+        if self.levelnet is None:
+            return None
+        import torch
+
+        from vertfrac_core.detect.levelnet import downsample
+
+        x = torch.from_numpy(downsample(image))[None].to(self.device)
+        with torch.inference_mode():
+            logits = self.levelnet(x)[0].float().cpu().numpy()
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def detect_2d(self, image: np.ndarray) -> list[tuple[Detection, str, float]]:
+        """Detections on the straightened image with consistent levels (top to bottom)."""
+        from vertfrac_core.detect.levelnet import level_probs_at
+
         dets = decode(self.raw(image), self.threshold)
         if not dets:
             return []
-        levels, conf = assign_levels(np.stack([d.level_probs for d in dets]))
+        probs = np.stack([d.level_probs for d in dets])
+        rows = self.row_level_probs(image)
+        if rows is not None:
+            seq = np.stack([level_probs_at(rows, d.keypoints_rc) for d in dets])
+            probs = seq**0.85 * probs**0.15
+            probs /= probs.sum(axis=1, keepdims=True)
+        levels, conf = assign_levels(probs)
+        return list(zip(dets, levels, [float(c) for c in conf], strict=True))
+
+    def __call__(self, image: np.ndarray, ref: Reformation) -> list[DetectedVertebra]:
         out = []
-        for d, lv, c in zip(dets, levels, conf, strict=True):
+        for d, lv, c in self.detect_2d(image):
             kp3 = ref.to_lps(d.keypoints_rc[:, 0], d.keypoints_rc[:, 1], 0.0)
-            out.append(DetectedVertebra(level=lv, level_confidence=float(c), score=d.score,
+            out.append(DetectedVertebra(level=lv, level_confidence=c, score=d.score,
                                         keypoints_rc=d.keypoints_rc, keypoints_lps=kp3,
                                         center_lps=kp3.mean(axis=0)))
         return out

@@ -89,21 +89,20 @@ class Tally:
 
 
 def evaluate_detector(n: int, seed: int, detector) -> Tally:
-    from vertfrac_core.detect.codec import decode
-    from vertfrac_core.detect.levels import assign_levels
     from vertfrac_core.detect.sample import render_detector_sample
     from vertfrac_core.morphometry import grade_spine
 
     tally = Tally()
     for s in range(seed, seed + n):
         smp = render_detector_sample(s)
-        dets = decode(detector.raw(smp.image), detector.threshold)
+        found = detector.detect_2d(smp.image)
         pred = []
-        if dets:
-            levels, _ = assign_levels(np.stack([d.level_probs for d in dets]))
-            graded = grade_spine(levels, [d.keypoints_rc for d in dets])
+        if found:
+            levels = [lv for _, lv, _ in found]
+            graded = grade_spine(levels, [d.keypoints_rc for d, _, _ in found])
             pred = [{"centre": d.centre_rc, "keypoints": d.keypoints_rc, "level": lv, "score": d.score,
-                     "grade": int(g.grade), "loss": g.height_loss} for d, lv, (_, g) in zip(dets, levels, graded, strict=True)]
+                     "grade": int(g.grade), "loss": g.height_loss}
+                    for (d, lv, _), (_, g) in zip(found, graded, strict=True)]
         truth = [{"centre": c, "keypoints": k, "level": lv, "grade": int(g)}
                  for c, k, lv, g in zip(smp.centres_rc, smp.keypoints_rc, smp.levels, smp.grades, strict=True)]
         tally.add_case(pred, truth, lambda p, t: point_in_polygon(p["centre"], body_outline_2d(t["keypoints"])))

@@ -84,6 +84,8 @@ class PatientSpec:
     contrast: bool
     metal: bool
     level_jitter: tuple[float, ...] = field(default=())  # per-level relative size jitter
+    depth_scale: float = 1.0  # antero-posterior body depth relative to the reference
+    posterior_scale: float = 1.0  # size of the canal and posterior elements
 
     @property
     def fractured(self) -> bool:
@@ -176,4 +178,8 @@ def sample_patient(seed: int) -> PatientSpec:
         contrast=bool(rng.random() < 0.45),
         metal=bool(rng.random() < 0.06),
         level_jitter=tuple(float(x) for x in rng.normal(0.0, 0.025, size=len(levels))),
+        # domain randomisation of proportions: real bodies vary in depth (and scanners and
+        # populations in everything) more than a reference table says
+        depth_scale=float(rng.uniform(0.92, 1.28)),
+        posterior_scale=float(rng.uniform(0.85, 1.2)),
     )

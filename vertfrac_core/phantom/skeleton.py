@@ -48,15 +48,16 @@ def _posterior_params(v: Vertebra) -> dict[str, float]:
     b = v.body
     reg = region(v.level)
     W, D, h = b.half_width, b.half_depth, b.hp
-    rc_a = {"cervical": 6.5, "thoracic": 7.5, "lumbar": 8.5, "sacral": 7.0}[reg]
-    rc_l = {"cervical": 11.5, "thoracic": 8.5, "lumbar": 11.0, "sacral": 12.0}[reg]
+    k = v.posterior_scale
+    rc_a = {"cervical": 6.5, "thoracic": 7.5, "lumbar": 8.5, "sacral": 7.0}[reg] * k
+    rc_l = {"cervical": 11.5, "thoracic": 8.5, "lumbar": 11.0, "sacral": 12.0}[reg] * k
     return {
         "W": W, "D": D, "h": h, "rc_a": rc_a, "rc_l": rc_l,
-        "ped_r": 1.8 + 0.14 * W, "a_c": -D - rc_a - 1.0,
-        "sp_len": {"cervical": 22.0, "thoracic": 34.0, "lumbar": 28.0, "sacral": 12.0}[reg]
-        + (14.0 if v.level == "C7" else 0.0),
+        "ped_r": (1.8 + 0.14 * W) * k, "a_c": -D - rc_a - 1.0,
+        "sp_len": ({"cervical": 22.0, "thoracic": 34.0, "lumbar": 28.0, "sacral": 12.0}[reg]
+                   + (14.0 if v.level == "C7" else 0.0)) * k,
         "sp_angle": {"cervical": 0.35, "thoracic": 0.85, "lumbar": 0.12, "sacral": 0.3}[reg],
-        "tp_len": {"cervical": 12.0, "thoracic": 16.0, "lumbar": 24.0, "sacral": 30.0}[reg],
+        "tp_len": {"cervical": 12.0, "thoracic": 16.0, "lumbar": 24.0, "sacral": 30.0}[reg] * k,
     }
 
 

@@ -80,6 +80,7 @@ class Vertebra:
     trabecular_hu: float
     fracture: FractureSpec | None
     has_ribs: bool
+    posterior_scale: float = 1.0
 
     def to_lps(self, local: np.ndarray) -> np.ndarray:
         """Map (N, 3) local (a, l, s) mm to LPS mm."""
@@ -153,7 +154,7 @@ def _body_shape(level: str, spec: PatientSpec, jitter: float, frac: FractureSpec
         else:  # crush: the whole body loses height
             hp, ha, hm = hp * keep, ha * keep, hm * keep
     return BodyShape(
-        half_depth=ref.depth_mm * scale / 2.0,
+        half_depth=ref.depth_mm * scale * spec.depth_scale / 2.0,
         half_width=ref.width_mm * scale / 2.0,
         ha=float(ha),
         hm=float(hm),
@@ -240,6 +241,7 @@ def build_phantom(spec: PatientSpec) -> Phantom:
             level=lv, graded=graded, origin_lps=pts[k].copy(), frame=frame, body=bodies[i],
             trabecular_hu=float(hu), fracture=fracs.get(lv),
             has_ribs=lv.startswith("T") and int(lv[1:]) <= spec.rib_pairs,
+            posterior_scale=spec.posterior_scale,
         ))
     graded_v = [v for v in verts if v.graded]
     grades = grade_spine([v.level for v in graded_v], [v.keypoints_lps for v in graded_v])

@@ -145,7 +145,6 @@ def paint_soft_tissue(canvas: Canvas, phantom: Phantom, prof: TorsoProfile, cont
     g = canvas.grid
     big = np.array([1e4, 1e4, 1e4])
     px = float(abs(g.xs[1] - g.xs[0]))
-    tex = _bank(rng, (len(g.ys), len(g.xs)), 6.0 / px)
     fine = _bank(rng, (len(g.ys), len(g.xs)), 1.2 / px)
     pz = float(abs(g.zs[1] - g.zs[0])) if len(g.zs) > 1 else px
     bowel_vol = _field3d(rng, g.shape, (9.0 / pz, 9.0 / px, 9.0 / px))  # loops, continuous in z
