@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 #: free-text or path columns never read into a report
 UNSAFE_COLUMNS = frozenset({"source", "series_description", "error", "reason_detail", "worker"})
-MANIFEST = "_state/manifest.parquet"
+#: the source manifests a run leaves under the tables: per object (current) or per folder (older runs)
+OBJECTS_MANIFEST, FOLDER_MANIFEST = "_state/objects.parquet", "_state/manifest.parquet"
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Tables:
     scans: pd.DataFrame
     vertebrae: pd.DataFrame
     qc: pd.DataFrame
-    manifest: pd.DataFrame  # per source folder: n_objects, bytes (empty when never screened)
+    archived_objects: int | None  # objects listed under the source at the last run (None: unknown)
 
 
 def _frame(store: TableStore, name: str) -> pd.DataFrame:
@@ -43,13 +44,21 @@ def _frame(store: TableStore, name: str) -> pd.DataFrame:
     return table.select(keep).to_pandas()
 
 
-def _manifest(store: TableStore) -> pd.DataFrame:
+def archived_objects(store: TableStore) -> int | None:
+    """How many objects the last run listed under the source, from the manifest it left."""
     fs, root = store.open()
-    path = posixpath.join(root, MANIFEST)
-    if not fs.exists(path):
-        return pd.DataFrame({"folder_key": [], "n_objects": [], "bytes": []})
-    with fs.open(path, "rb") as fh:
-        return pq.read_table(fh, columns=["folder_key", "n_objects", "bytes"]).to_pandas()
+    for rel, column in ((OBJECTS_MANIFEST, "object_key"), (FOLDER_MANIFEST, "n_objects")):
+        path = posixpath.join(root, rel)
+        if not fs.exists(path):
+            continue
+        with fs.open(path, "rb") as fh:
+            table = pq.read_table(fh)
+        if column not in table.column_names:
+            log.warning("manifest %s has no column %s; archive size unknown", rel, column)
+            return None
+        values = table.column(column).to_pandas()
+        return int(values.nunique()) if column == "object_key" else int(values.sum())
+    return None
 
 
 def load_tables(dest: str, storage_options: dict[str, Any] | None = None) -> Tables:
@@ -57,7 +66,7 @@ def load_tables(dest: str, storage_options: dict[str, Any] | None = None) -> Tab
     store = TableStore(dest, storage_options)
     frames = {name: _frame(store, name) for name in ("series_index", "scans", "vertebrae", "qc")}
     log.info("tables under %s: %s", dest, {k: len(v) for k, v in frames.items()})
-    return Tables(**frames, manifest=_manifest(store))
+    return Tables(**frames, archived_objects=archived_objects(store))
 
 
 def read_image(dest: str, relative_path: str, storage_options: dict[str, Any] | None = None) -> bytes | None:

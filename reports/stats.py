@@ -149,9 +149,8 @@ def funnel(tables: Tables, study_rows: pd.DataFrame) -> Funnel:
     st = study_rows
     failed = st[st["status"].eq("failed")]
     fail_reason = failed["failed_stage"].fillna("-").astype(str) + ": " + failed["error_code"].fillna("unknown").astype(str)
-    manifest = tables.manifest
     return Funnel(
-        archived_objects=int(manifest["n_objects"].sum()) if len(manifest) else None,
+        archived_objects=tables.archived_objects,
         unusable_files=_counts(files["reason"]),
         series=len(series), studies=by_study.ngroups, selected=len(selected_studies),
         not_selected=_counts(best["reason"]),
