@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export MPLBACKEND := Agg
 
-.PHONY: install demo test test-fast bench bench-gpu figures lint clean
+.PHONY: install install-chromium demo test test-fast bench bench-gpu figures lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,12 +16,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) install-chromium
+
+# headless Chromium (Debian) for the report tests; skipped by those tests when absent
+install-chromium:
+	command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium) || \
+		echo "chromium not installed (needs root and apt): the browser test of the reports will skip"
 
 demo: $(STAMP)
 	$(BIN)/vertfrac demo --out demo_out
 
-test: $(STAMP)
+test: $(STAMP) install-chromium
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

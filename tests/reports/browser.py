@@ -86,7 +86,8 @@ class Browser:
             targets = json.load(r)
         return next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
 
-    def open(self, path: Path, screenshot: Path | None = None, width: int = 1200) -> PageCheck:
+    def open(self, path: Path, screenshot: Path | None = None, width: int = 1200,
+             max_height: int = 16000) -> PageCheck:
         """Load ``path``; return console errors, images and text; write a full-page PNG."""
         from websockets.sync.client import connect
 
@@ -124,7 +125,7 @@ class Browser:
             if screenshot is not None:
                 metrics = call("Page.getLayoutMetrics")
                 size = metrics.get("cssContentSize") or metrics["contentSize"]
-                height = min(int(size["height"]), 16000)
+                height = min(int(size["height"]), max_height)
                 shot = call("Page.captureScreenshot", {
                     "format": "png", "captureBeyondViewport": True,
                     "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
