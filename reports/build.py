@@ -20,13 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from vertfrac_core.dicom.index import filesystem
-
 from reports.dashboard import dashboard_html
 from reports.load import Tables, load_tables
 from reports.population import population_html
 from reports.stats import PopulationStats, compute, current_vertebrae
 from reports.study import resolve_study, study_html, study_pdf, study_report
+from vertfrac_core.dicom.index import filesystem
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vertfrac_core.anatomy import ALL_LEVELS
-
 from reports.load import Tables
+from vertfrac_core.anatomy import ALL_LEVELS
 
 Z95 = 1.959963984540054
 HU_LIKELY, HU_UNLIKELY = 110.0, 160.0

@@ -17,15 +17,14 @@ from typing import Any
 
 import pandas as pd
 
-from vertfrac_core.anatomy import ALL_LEVELS
-from vertfrac_core.errors import InputError
-
 from reports import figures
 from reports.html import render
 from reports.load import Tables, read_image
 from reports.population import generator_version
 from reports.privacy import check_text
 from reports.stats import SEX_LABELS
+from vertfrac_core.anatomy import ALL_LEVELS
+from vertfrac_core.errors import InputError
 
 GRADE_WORDS = {1: "Mild", 2: "Moderate", 3: "Severe"}
 DENSITY_LABELS = {

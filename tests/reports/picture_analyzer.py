@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from fake_analyzer import FakeModels, load_models  # noqa: F401 - re-exported for AnalyzerSpec
 from fake_analyzer import analyze_volume as _analyze
+
 from vertfrac_core.result import ScanResult, ScanStatus
 from vertfrac_core.volume import Volume
 

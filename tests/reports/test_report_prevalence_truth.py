@@ -18,10 +18,10 @@ import json
 import re
 
 import pandas as pd
+from truth_tables import archive_seeds, expected_fracture_probability
 
 from reports.population import population_html
 from reports.stats import age_band, prevalence
-from truth_tables import archive_seeds, expected_fracture_probability
 from vertfrac_core.phantom.population import sample_patient
 
 
