@@ -117,3 +117,17 @@ def test_empty_and_skipped_only_tables_give_empty_statistics() -> None:
     assert stats.funnel.screened == 0 and stats.prevalence_any["all"]["n"].tolist() == [0]
     assert prevalence(stats.studies, ("sex",)).empty
     stats.to_dict()
+
+
+def test_pages_render_when_nothing_was_analysed(truth_tables) -> None:  # noqa: ANN001
+    """The demo without trained weights: every study skipped; pages still render and say so."""
+    from reports.dashboard import dashboard_html
+    from reports.population import population_html
+
+    scans = truth_tables.scans.assign(status="skipped", error_code="analyzer_unavailable",
+                                      max_grade=None, fractured=None, l1_hu=None, density_flag=None)
+    t = Tables(**{**truth_tables.__dict__, "scans": scans, "vertebrae": truth_tables.vertebrae.iloc[0:0]})
+    stats = compute(t)
+    html = population_html(stats)
+    assert "No study has been analysed yet" in html and "analyzer_unavailable" in html
+    assert "analyzer_unavailable" in dashboard_html(stats, t.vertebrae)
