@@ -7,7 +7,13 @@ environment of the process that runs it, never from flow parameters.
 
 Re-running is safe at any point: results are keyed by ``(series_key, content_hash,
 model_version)``, so a rerun screens only new or changed series (all of them for a new model
-version) and a crash leaves, after the next run's repair, exactly one row per series.
+version) and a crash leaves, after the next run's repair, exactly one row per series. A rerun
+also reads only the headers it needs: the object manifest (``vertfrac_core.manifest``) says which
+objects are unchanged and which series each held, so a finished, unchanged study costs no read.
+
+Retries: each storage task is retried by Prefect after ``retry_delays_s`` (one retry per delay);
+inside a task, a storage call is retried ``storage_attempts`` times from ``storage_retry_s``
+doubling (``vertfrac_core.storage.retry_transient``).
 """
 
 from __future__ import annotations
@@ -19,20 +25,22 @@ from dataclasses import dataclass, field
 
 from prefect import flow, get_run_logger
 
-from tasks.discover import discover
+from tasks.discover import discover, record_manifest
 from tasks.index import StorageUnavailableError, count_selected, index_archive, new_series_rows
-from tasks.storage import published_keys, repair_tables, write_batch
+from tasks.storage import RETRY_DELAYS_S, published_keys, repair_tables, write_batch
 from vertfrac_core.batches import TableStore, new_batch_id
 from vertfrac_core.dicom.keys import DEMO_SECRET
+from vertfrac_core.manifest import totals, updated_manifest
 from vertfrac_core.quality import QualityPolicy
 from vertfrac_core.screening import (
     DEFAULT_ANALYZE,
     DEFAULT_LOAD_MODELS,
+    NO_MODEL,
     AnalyzerSpec,
     ScreenSettings,
     skipped_outcome,
 )
-from vertfrac_core.storage import StorageSettings
+from vertfrac_core.storage import StorageRetry, StorageSettings
 from vertfrac_core.tables import ScanOutcome, outcome_tables
 from vertfrac_core.worklist import pending, work_items
 
@@ -44,7 +52,8 @@ class RunSummary:
     run_id: str
     dest: str
     source_objects: int = 0
-    folders_changed: int = 0
+    objects_changed: int = 0  # new or changed since the last run
+    objects_read: int = 0  # whose headers this run read
     series: int = 0
     studies: int = 0
     already_done: int = 0
@@ -60,8 +69,9 @@ class RunSummary:
     def describe(self) -> str:
         status = ", ".join(f"{k} {v}" for k, v in sorted(self.status_counts.items())) or "none"
         lines = [
-            f"run {self.run_id}: {self.source_objects} objects ({self.folders_changed} folders new "
-            f"or changed), {self.series} series, {self.studies} studies with a usable series",
+            f"run {self.run_id}: {self.source_objects} objects ({self.objects_changed} new or "
+            f"changed, {self.objects_read} headers read), {self.series} series, {self.studies} "
+            f"studies with a usable series",
             f"screened {self.screened} (status: {status}); {self.already_done} already done "
             f"for model {self.model_version}; {self.deferred} deferred by storage errors",
             f"batches published {self.batches_published}, blocked by quality gates "
@@ -104,6 +114,9 @@ def screen_flow(
     max_fallbacks: int = 2,
     run_date: dt.date | None = None,
     progress: bool = False,
+    retry_delays_s: list[float] | None = None,
+    storage_attempts: int = 4,
+    storage_retry_s: float = 0.5,
 ) -> RunSummary:
     """Screen every new or changed study under ``source`` into the tables under ``dest``.
 
@@ -111,14 +124,15 @@ def screen_flow(
     ``workers`` processes. ``endpoint_url``: S3 endpoint for both URLs (credentials from
     ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``). ``analyze``/``load_models``: the analyser
     as ``module:function`` paths, loaded once per worker. ``gpu``: each scan asks for the Dask
-    resource ``GPU=1``.
+    resource ``GPU=1``. ``retry_delays_s`` (default 2, 5, 15 s), ``storage_attempts`` and
+    ``storage_retry_s``: how storage errors are retried (module docstring).
     """
     from tasks.cluster import dask_client
     from tasks.infer import screen_on_dask, worker_model_version
 
     logger = get_run_logger()
     storage = StorageSettings.from_env(endpoint_url=endpoint_url)
-    store = TableStore(dest, storage.options(dest))
+    store = TableStore(dest, storage.options(dest), StorageRetry(storage_attempts, storage_retry_s))
     src_opts = storage.options(source)
     secret = _secret()
     day = run_date or dt.date.today()
@@ -127,21 +141,16 @@ def screen_flow(
     spec = AnalyzerSpec(analyze=analyze, load_models=load_models, device=device,
                         options=tuple(sorted((analyzer_options or {}).items())))
 
-    summary.repaired = list(repair_tables(store).rolled_forward)
-    counts = discover(source, src_opts, store, secret)
-    summary.source_objects = counts["objects"]
-    summary.folders_changed = counts["added"] + counts["changed"]
-    index = index_archive(source, src_opts, secret)
-    new_rows = new_series_rows(index, published_keys(store, "series_index", ("series_key", "content_hash")))
-    if len(new_rows):
-        ok = write_batch(store, {"series_index": new_rows}, batch_id=new_batch_id(day),
-                         run_id=summary.run_id, run_date=day, policy=policy)
-        summary.batches_published += ok
-        summary.batches_rejected += not ok
-    items = work_items(index)
-    summary.series, summary.studies = len(index.series), len(items)
-    logger.info("%d studies with a usable series (%d selected rows new this run)",
-                len(items), count_selected(new_rows))
+    delays = list(RETRY_DELAYS_S if retry_delays_s is None else retry_delays_s)
+    repair_t, discover_t, keys_t, index_t, write_t, manifest_t = (
+        t.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
+        for t in (repair_tables, discover, published_keys, index_archive, write_batch, record_manifest))
+    settings = ScreenSettings(max_fallbacks=max_fallbacks, storage_attempts=storage_attempts,
+                              storage_base_delay_s=storage_retry_s, images=store)
+    summary.repaired = list(repair_t(store).rolled_forward)
+    plan = discover_t(source, src_opts, store, secret)
+    summary.source_objects = plan.counts["objects"]
+    summary.objects_changed = plan.counts["added"] + plan.counts["changed"]
 
     def write(outcomes: list[ScanOutcome]) -> None:
         kept = [o for o in outcomes if not o.transient]
@@ -154,32 +163,43 @@ def screen_flow(
             return
         batch_id = new_batch_id(day)
         tables = outcome_tables(kept, run_id=summary.run_id, batch_id=batch_id)
-        ok = write_batch(store, tables, batch_id=batch_id, run_id=summary.run_id, run_date=day,
-                         policy=policy)
+        ok = write_t(store, tables, batch_id=batch_id, run_id=summary.run_id, run_date=day,
+                     policy=policy)
         summary.batches_published += ok
         summary.batches_rejected += not ok
 
     with dask_client(scheduler, workers=workers, gpu=gpu) as client:
         version, why_not = worker_model_version(client, spec, gpu=gpu)
+        summary.model_version = version or NO_MODEL
+        done = keys_t(store, "scans")
+        # unchanged studies are read again only when their result for this model is missing
+        index = index_t(plan, src_opts, plan.unfinished(done, summary.model_version))
+        summary.objects_read = len({h.location for h in index.headers})
+        published = keys_t(store, "series_index", ("series_key", "content_hash"))
+        new_rows = new_series_rows(index, published)
+        index_ok = True
+        if len(new_rows):
+            index_ok = write_t(store, {"series_index": new_rows}, batch_id=new_batch_id(day),
+                               run_id=summary.run_id, run_date=day, policy=policy)
+            summary.batches_published += index_ok
+            summary.batches_rejected += not index_ok
+        manifest = updated_manifest(plan, index)
+        changed = plan.dirty or plan.counts["removed"] or index.headers
+        if index_ok and changed:  # if not ok, the next run reads these objects again
+            manifest_t(store, manifest)
+        summary.series, summary.studies = totals(manifest)
+        items = work_items(index)
+        todo = pending(items, done, summary.model_version)
+        summary.already_done = summary.studies - len(todo)
+        logger.info("%d studies with a usable series, %d read this run (%d selected rows new); "
+                    "model %s: %d to screen, %d already done", summary.studies, len(items),
+                    count_selected(new_rows), summary.model_version, len(todo), summary.already_done)
         if version is None:
-            from vertfrac_core.screening import NO_MODEL
-
             summary.analyzer_note = f"no analyser installed, studies recorded as skipped: {why_not}"
             logger.warning(summary.analyzer_note)
-            summary.model_version = NO_MODEL
-            done = published_keys(store, "scans")
-            todo = pending(items, done, NO_MODEL)
-            summary.already_done = len(items) - len(todo)
             if todo:
                 write([skipped_outcome(it, "analyzer_unavailable", why_not or "") for it in todo])
         else:
-            summary.model_version = version
-            done = published_keys(store, "scans")
-            todo = pending(items, done, version)
-            summary.already_done = len(items) - len(todo)
-            logger.info("model %s: %d studies to screen, %d already done", version, len(todo),
-                        summary.already_done)
-            settings = ScreenSettings(max_fallbacks=max_fallbacks)
             for outcomes in screen_on_dask(client, todo, spec, version, settings=settings,
                                            storage_options=src_opts, gpu=gpu,
                                            batch_size=batch_size, progress=progress):

@@ -1,7 +1,8 @@
-"""Prefect tasks: index the source (headers only), select, and list the work still to do."""
+"""Prefect tasks: index what the source plan needs (headers only), list the new index rows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -9,29 +10,33 @@ import pyarrow.compute as pc
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from vertfrac_core.dicom.index import IndexResult, IndexSettings, build_index
+from tasks.storage import RETRY_DELAYS_S
+from vertfrac_core.dicom.index import IndexResult, IndexSettings, filesystem
 from vertfrac_core.dicom.reasons import FileReason
 from vertfrac_core.errors import VertfracError
+from vertfrac_core.manifest import SourcePlan, index_needed
 
 
 class StorageUnavailableError(VertfracError):
     """The object store refused reads: the run stops and the next one resumes."""
 
 
-@task(name="index", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
-def index_archive(source: str, source_options: dict[str, Any] | None, secret: bytes | str,
+@task(name="index", retries=3, retry_delay_seconds=RETRY_DELAYS_S, cache_policy=NO_CACHE)
+def index_archive(plan: SourcePlan, source_options: dict[str, Any] | None, wanted: Iterable[str],
                   workers: int = 8) -> IndexResult:
-    """Header index of ``source`` with the selection; read errors (an outage while reading)
-    fail the task so Prefect retries it, instead of filing every file as unreadable."""
-    result = build_index(source, secret=secret, storage_options=source_options,
-                         settings=IndexSettings(workers=workers))
+    """Header index of the new or changed objects and of every study they touch, plus the
+    ``wanted`` unchanged studies (see ``vertfrac_core.manifest``), with the selection. Read
+    errors (an outage while reading) fail the task so Prefect retries it, instead of filing
+    every file as unreadable."""
+    fs, _ = filesystem(plan.url, source_options)
+    result = index_needed(fs, plan, wanted, settings=IndexSettings(workers=workers))
     unreadable = [h for h in result.failed if h.reason == FileReason.READ_ERROR]
     if unreadable:
         raise StorageUnavailableError(
-            f"{len(unreadable)} objects under {source} could not be read "
+            f"{len(unreadable)} objects under {plan.url} could not be read "
             f"(first: {unreadable[0].message}); is the object store up?")
     get_run_logger().info("indexed %d series in %d files (%d unusable) under %s",
-                          len(result.series), len(result.headers), len(result.failed), source)
+                          len(result.series), len(result.headers), len(result.failed), plan.url)
     return result
 
 

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from vertfrac_core.dicom.index import filesystem
 from vertfrac_core.errors import InputError
-from vertfrac_core.storage import retry_transient
+from vertfrac_core.storage import StorageRetry
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,12 @@ def new_batch_id(run_date: dt.date) -> str:
 
 @dataclass(frozen=True)
 class TableStore:
-    """Where the tables live: a folder or ``s3://bucket/prefix`` plus fsspec storage options."""
+    """Where the tables live: a folder or ``s3://bucket/prefix`` plus fsspec storage options,
+    and how a write that meets a storage outage is retried."""
 
     url: str
     storage_options: dict[str, Any] | None = None
+    retry: StorageRetry = field(default_factory=StorageRetry)
 
     def open(self) -> tuple[Any, str]:
         fs, root = filesystem(self.url, self.storage_options)
@@ -91,12 +93,12 @@ def stage(store: TableStore, batch_id: str, run_date: dt.date, tables: dict[str,
     fs.makedirs(base, exist_ok=True)
     files = {}
     for name, table in tables.items():
-        retry_transient(lambda n=name, t=table: _write_parquet(fs, posixpath.join(base, f"{n}.parquet"), t))
+        store.retry.call(lambda n=name, t=table: _write_parquet(fs, posixpath.join(base, f"{n}.parquet"), t))
         files[name] = final_path(root, name, run_date, batch_id)
     manifest = {"batch_id": batch_id, "run_date": run_date.isoformat(),
                 "files": {k: posixpath.relpath(v, root) for k, v in files.items()},
                 "rows": {k: t.num_rows for k, t in tables.items()}}
-    retry_transient(lambda: fs.pipe_file(posixpath.join(base, READY), json.dumps(manifest).encode()))
+    store.retry.call(lambda: fs.pipe_file(posixpath.join(base, READY), json.dumps(manifest).encode()))
     return StagedBatch(batch_id, run_date, files)
 
 
@@ -112,7 +114,7 @@ def publish(store: TableStore, staged: StagedBatch) -> list[str]:
         src = posixpath.join(base, f"{table}.parquet")
         if fs.exists(src):
             fs.makedirs(posixpath.dirname(dest), exist_ok=True)
-            retry_transient(lambda s=src, d=dest: fs.mv(s, d))
+            store.retry.call(lambda s=src, d=dest: fs.mv(s, d))
         elif not fs.exists(dest):
             raise InputError(f"batch {staged.batch_id}: {table} is neither staged nor published; "
                              f"the staging folder {base} was altered by hand")
@@ -121,10 +123,10 @@ def publish(store: TableStore, staged: StagedBatch) -> list[str]:
               "files": [posixpath.relpath(p, root) for p in out],
               "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     fs.makedirs(posixpath.join(root, BATCHES), exist_ok=True)
-    retry_transient(lambda: fs.pipe_file(posixpath.join(root, BATCHES, f"{staged.batch_id}.json"),
-                                         json.dumps(marker).encode()))
+    store.retry.call(lambda: fs.pipe_file(posixpath.join(root, BATCHES, f"{staged.batch_id}.json"),
+                                          json.dumps(marker).encode()))
     if fs.exists(base):
-        retry_transient(lambda: fs.rm(base, recursive=True))
+        store.retry.call(lambda: fs.rm(base, recursive=True))
     log.info("published batch %s (%s)", staged.batch_id, ", ".join(staged.files))
     return out
 
@@ -148,6 +150,8 @@ def repair(store: TableStore) -> RepairReport:
             manifest = json.loads(fs.cat_file(ready))
             publish(store, _staged_from_manifest(root, manifest))
             forward.append(batch_id)
+        elif not fs.find(entry):  # the empty folder of a published batch (some S3 servers
+            fs.rm(entry, recursive=True)  # list folders that hold no object): nothing to undo
         else:
             fs.rm(entry, recursive=True)
             back.append(batch_id)

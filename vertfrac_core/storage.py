@@ -3,7 +3,8 @@
 ``StorageSettings`` turns endpoint and credentials into fsspec storage options (read once at the
 edge: CLI or flow, from arguments or the usual ``AWS_*`` variables). ``is_transient`` says whether
 an exception is the store being unreachable (retry later) rather than the data being bad (record
-a reason); ``retry_transient`` retries the former with exponential backoff.
+a reason); ``retry_transient`` retries the former with exponential backoff (``StorageRetry``
+carries its attempts and first delay).
 """
 
 from __future__ import annotations
@@ -78,6 +79,23 @@ def is_transient(err: BaseException) -> bool:
             return True
         e = e.__cause__ or e.__context__
     return False
+
+
+@dataclass(frozen=True)
+class StorageRetry:
+    """How :func:`retry_transient` retries a storage call: ``attempts`` in all, waiting
+    ``base_delay_s`` doubling in between."""
+
+    attempts: int = 4
+    base_delay_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.base_delay_s < 0:
+            raise ValueError(f"StorageRetry needs attempts >= 1 and base_delay_s >= 0; got "
+                             f"{self.attempts} and {self.base_delay_s}")
+
+    def call(self, fn: Callable[[], T], what: str = "storage call") -> T:
+        return retry_transient(fn, attempts=self.attempts, base_delay_s=self.base_delay_s, what=what)
 
 
 def retry_transient(fn: Callable[[], T], *, attempts: int = 4, base_delay_s: float = 0.5,

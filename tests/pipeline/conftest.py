@@ -1,5 +1,14 @@
-"""Pipeline test fixtures: real servers on loopback (SeaweedFS S3, a Dask scheduler and workers),
-started and stopped here by process id; environment for an offline, telemetry-free Prefect."""
+"""Pipeline test fixtures: real servers on loopback (SeaweedFS S3, a Dask scheduler and workers,
+one Prefect API), started and stopped here by process id; environment for an offline,
+telemetry-free Prefect.
+
+Start-ups are shared to keep the suite short on two cores: one Prefect API per session (flows in
+this process, in its threads and in the subprocesses the tests start all talk to it), one
+``dask scheduler`` with two ``dask worker`` processes per session (a test that kills a worker gets
+it replaced before the next test), one SeaweedFS server per module. Flows run with short retry
+delays (``FAST_RETRY``): what is tested is that they retry and fail cleanly, not how long they
+wait.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +45,7 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), str(REPO), os.environ.get("PYTHONPATH")]))
 
 FAKE = {"analyze": "fake_analyzer:analyze_volume", "load_models": "fake_analyzer:load_models"}
+FAST_RETRY = {"retry_delays_s": [0.2, 0.5], "storage_attempts": 3, "storage_retry_s": 0.1}
 KEY, SECRET = "vertfrac-test", "vertfrac-test-secret"
 
 
@@ -170,10 +180,7 @@ class DaskProcesses:
         self.scheduler = self._spawn("scheduler", ["scheduler", "--host", "127.0.0.1", "--port",
                                                    str(self.port), "--no-dashboard", "--no-show"])
         wait_port(self.port)
-        for k in range(self.n_workers):
-            self.workers.append(self._spawn(f"worker{k}", [
-                "worker", self.address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
-                "--name", f"w{k}", "--host", "127.0.0.1", "--memory-limit", "2GiB"]))
+        self.workers = [self._spawn_worker(k) for k in range(self.n_workers)]
         from distributed import Client
 
         with Client(self.address, timeout="60s") as c:
@@ -184,6 +191,22 @@ class DaskProcesses:
         os.killpg(self.workers[k].pid, signal.SIGKILL)
         self.workers[k].wait(10)
 
+    def _spawn_worker(self, k: int) -> subprocess.Popen:
+        return self._spawn(f"worker{k}", [
+            "worker", self.address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+            "--name", f"w{k}", "--host", "127.0.0.1", "--memory-limit", "2GiB"])
+
+    def revive(self) -> None:
+        """Replace every worker that has died (e.g. killed by a test) and wait for all."""
+        dead = [k for k, p in enumerate(self.workers) if p.poll() is not None]
+        for k in dead:
+            self.workers[k] = self._spawn_worker(k)
+        if dead:
+            from distributed import Client
+
+            with Client(self.address, timeout="60s") as c:
+                c.wait_for_workers(self.n_workers, timeout=120)
+
     def stop(self) -> None:
         for p in self.workers:
             stop(p)
@@ -191,14 +214,38 @@ class DaskProcesses:
             stop(self.scheduler)
 
 
-@pytest.fixture
-def dask_cluster(tmp_path: Path) -> Iterator[DaskProcesses]:
-    procs = DaskProcesses(tmp_path)
+@pytest.fixture(scope="session")
+def dask_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskProcesses]:
+    procs = DaskProcesses(tmp_path_factory.mktemp("dask"))
     try:
         procs.start()
         yield procs
     finally:
         procs.stop()
+
+
+@pytest.fixture
+def dask_cluster(dask_processes: DaskProcesses) -> DaskProcesses:
+    """The session's scheduler and two workers, every worker alive."""
+    dask_processes.revive()
+    return dask_processes
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One Prefect API for the session (``prefect_test_harness``: a temporary database, the
+    server registered as the default ephemeral one, global settings so threads use it too);
+    ``PREFECT_API_URL`` is exported so subprocesses reuse it instead of starting their own."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        url = PREFECT_API_URL.value()
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield url
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pytest
-from conftest import FAKE
+from conftest import FAKE, FAST_RETRY
 
-pytestmark = [pytest.mark.slow, pytest.mark.s3, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-N_STUDIES = 10
+pytestmark = [pytest.mark.slow, pytest.mark.s3, pytest.mark.usefixtures("prefect_api"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+N_STUDIES = 6
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def s3_env(seaweed, monkeypatch):  # noqa: ANN001, ANN201
 def _screen(source: str, dest: str, scheduler: str, **kw: Any):  # noqa: ANN202
     from flows.screen import screen_flow
 
-    return screen_flow(source, dest, scheduler=scheduler, **FAKE, **kw)
+    return screen_flow(source, dest, scheduler=scheduler, **FAKE, **FAST_RETRY, **kw)
 
 
 def _scans(seaweed, dest: str) -> pd.DataFrame:  # noqa: ANN001
@@ -63,6 +64,8 @@ def _run_in_thread(fn, *args: Any, **kw: Any) -> tuple[threading.Thread, dict]: 
 
 
 def _wait_loads(path: Path, n: int, timeout_s: float = 120) -> None:
+    """Until ``n`` model loads are logged. The run loads the models on one worker to learn
+    their version before indexing; a second load means the other worker has started screening."""
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         if path.exists() and path.read_text().count("\n") >= n:
@@ -95,8 +98,8 @@ def test_worker_killed_mid_run(s3_env, s3_archive, dask_cluster, tmp_path: Path)
     dest = "s3://tables/killed"
     loads = tmp_path / "loads.txt"
     t, box = _run_in_thread(_screen, source, dest, dask_cluster.address, batch_size=3,
-                            analyzer_options={"load_log": str(loads), "compute_s": 0.5})
-    _wait_loads(loads, 1)
+                            analyzer_options={"load_log": str(loads), "compute_s": 1.0})
+    _wait_loads(loads, 2)  # screening has begun on both workers
     time.sleep(1.0)
     dask_cluster.kill_worker(0)
     t.join(300)
@@ -112,8 +115,8 @@ def test_s3_stopped_mid_run_then_rerun(s3_env, s3_archive, dask_cluster, tmp_pat
     dest = "s3://tables/outage"
     loads = tmp_path / "loads.txt"
     t, box = _run_in_thread(_screen, source, dest, dask_cluster.address, batch_size=2,
-                            analyzer_options={"load_log": str(loads), "compute_s": 0.5})
-    _wait_loads(loads, 1)
+                            analyzer_options={"load_log": str(loads), "compute_s": 1.0})
+    _wait_loads(loads, 2)
     time.sleep(1.5)
     s3_env.stop()
     t.join(300)
