@@ -53,8 +53,27 @@ def _box_grid(line: np.ndarray, z_lo: float, z_hi: float, ps: float, dz: float) 
     return Grid(xs=xs, ys=ys, zs=zs, affine_lps=aff)
 
 
-def render_detector_sample(seed: int) -> DetectorSample:
-    """One random phantom, scanner grid and field of view, straightened with a perturbed line."""
+def enrich_fractures(spec, rng: np.random.Generator):
+    """``spec`` with 2-5 random fractures of every grade and type (fractures are ~1 % of
+    vertebrae in the population model: too rare for a detector to learn their shapes from)."""
+    from dataclasses import replace
+
+    from vertfrac_core.morphometry import DeformityType
+    from vertfrac_core.phantom.population import FractureSpec
+
+    sites = [lv for lv in spec.levels if lv not in ("C7", "T1", "T2")]
+    chosen = rng.choice(len(sites), size=int(rng.integers(2, 6)), replace=False)
+    fr = []
+    for i in sorted(chosen):
+        lo, hi = ((0.2, 0.25), (0.25, 0.4), (0.4, 0.6))[int(rng.integers(0, 3))]
+        kind = (DeformityType.WEDGE, DeformityType.BICONCAVE, DeformityType.CRUSH)[int(rng.integers(0, 3))]
+        fr.append(FractureSpec(sites[i], kind, float(rng.uniform(lo + 0.01, hi - 0.01))))
+    return replace(spec, fractures=tuple(fr))
+
+
+def render_detector_sample(seed: int, enrich: bool = False) -> DetectorSample:
+    """One random phantom, scanner grid and field of view, straightened with a perturbed line;
+    with ``enrich``, the phantom carries several fractures (:func:`enrich_fractures`)."""
     from vertfrac_core.localize.codec import smooth_centre_line
     from vertfrac_core.phantom.acquisition import sample_acquisition
     from vertfrac_core.phantom.population import sample_patient
@@ -63,6 +82,8 @@ def render_detector_sample(seed: int) -> DetectorSample:
 
     rng = np.random.default_rng([seed, 5])
     spec = sample_patient(seed)
+    if enrich:
+        spec = enrich_fractures(spec, rng)
     ph = build_phantom(spec)
     acq = sample_acquisition(ph, rng, "full")
     centres_all = np.array([v.center_lps for v in ph.vertebrae])

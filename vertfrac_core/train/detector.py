@@ -20,7 +20,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def generate_samples(out_dir: str, seed_start: int = 2_000_000, n: int = 200) -> int:
+def generate_samples(out_dir: str, seed_start: int = 2_000_000, n: int = 200, enrich: bool = False) -> int:
     """Render ``n`` detector samples into ``out_dir`` (skips files already there)."""
     from vertfrac_core.detect.sample import render_detector_sample
 
@@ -31,7 +31,7 @@ def generate_samples(out_dir: str, seed_start: int = 2_000_000, n: int = 200) ->
         path = out / f"sample_{seed}.npz"
         if path.exists():
             continue
-        s = render_detector_sample(seed)
+        s = render_detector_sample(seed, enrich=enrich)
         tmp = out / f".tmp_{seed}.npz"
         np.savez_compressed(tmp, image=s.image.astype(np.float16), keypoints=s.keypoints_rc,
                             centres=s.centres_rc, levels=np.array(s.levels), grades=s.grades)
