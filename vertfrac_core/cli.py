@@ -19,6 +19,7 @@ def _setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("openjpeg").setLevel(logging.WARNING)  # one INFO line per encoded tile
 
 
 @app.command()
