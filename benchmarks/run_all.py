@@ -6,7 +6,8 @@ import importlib
 import logging
 import sys
 
-BENCHES = ["benchmarks.bench_phantom", "benchmarks.bench_ingest", "benchmarks.bench_analyze"]
+BENCHES = ["benchmarks.bench_phantom", "benchmarks.bench_ingest", "benchmarks.bench_analyze",
+           "benchmarks.bench_pipeline"]
 
 
 def main(names: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from prefect import flow, get_run_logger
+from prefect.utilities.annotations import quote
 
 from tasks.discover import discover, record_manifest
 from tasks.index import StorageUnavailableError, count_selected, index_archive, new_series_rows
@@ -163,7 +164,7 @@ def screen_flow(
             return
         batch_id = new_batch_id(day)
         tables = outcome_tables(kept, run_id=summary.run_id, batch_id=batch_id)
-        ok = write_t(store, tables, batch_id=batch_id, run_id=summary.run_id, run_date=day,
+        ok = write_t(store, quote(tables), batch_id=batch_id, run_id=summary.run_id, run_date=day,
                      policy=policy)
         summary.batches_published += ok
         summary.batches_rejected += not ok
@@ -173,20 +174,21 @@ def screen_flow(
         summary.model_version = version or NO_MODEL
         done = keys_t(store, "scans")
         # unchanged studies are read again only when their result for this model is missing
-        index = index_t(plan, src_opts, plan.unfinished(done, summary.model_version))
+        # quote(): big inputs are not walked by Prefect's dependency tracking (seconds per call)
+        index = index_t(quote(plan), src_opts, quote(plan.unfinished(done, summary.model_version)))
         summary.objects_read = len({h.location for h in index.headers})
         published = keys_t(store, "series_index", ("series_key", "content_hash"))
-        new_rows = new_series_rows(index, published)
+        new_rows = new_series_rows(quote(index), quote(published))
         index_ok = True
         if len(new_rows):
-            index_ok = write_t(store, {"series_index": new_rows}, batch_id=new_batch_id(day),
+            index_ok = write_t(store, quote({"series_index": new_rows}), batch_id=new_batch_id(day),
                                run_id=summary.run_id, run_date=day, policy=policy)
             summary.batches_published += index_ok
             summary.batches_rejected += not index_ok
         manifest = updated_manifest(plan, index)
         changed = plan.dirty or plan.counts["removed"] or index.headers
         if index_ok and changed:  # if not ok, the next run reads these objects again
-            manifest_t(store, manifest)
+            manifest_t(store, quote(manifest))
         summary.series, summary.studies = totals(manifest)
         items = work_items(index)
         todo = pending(items, done, summary.model_version)
