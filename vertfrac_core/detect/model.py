@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vertfrac_core.detect.codec import Detection, decode
+from vertfrac_core.anatomy import GRADED_LEVELS
 from vertfrac_core.detect.levels import assign_levels
 from vertfrac_core.errors import ModelError
 from vertfrac_core.reformat import Reformation
@@ -101,7 +102,9 @@ class Detector:
             probs = seq**0.85 * probs**0.15
             probs /= probs.sum(axis=1, keepdims=True)
         levels, conf = assign_levels(probs)
-        return list(zip(dets, levels, [float(c) for c in conf], strict=True))
+        # bodies outside the graded range (C3-C6, the sacrum) are not reported
+        return [(d, lv, float(c)) for d, lv, c in zip(dets, levels, conf, strict=True)
+                if lv in GRADED_LEVELS]
 
     def __call__(self, image: np.ndarray, ref: Reformation) -> list[DetectedVertebra]:
         out = []
