@@ -24,7 +24,8 @@ def write_localizer_tables(results: dict[str, list[CaseResult]], out: Path, note
         md = out / f"localizer_{name}.md"
         lines = [
             f"# Localizer on {name}", "",
-            f"Run {date.today().isoformat()} on {platform.machine()} ({note}). Distance = from each "
+            f"Run {date.today().isoformat()} on {platform.machine()} "
+            f"({note if name == 'phantoms' else 'the real CTs in ../shared/data/real'}). Distance = from each "
             "visible true vertebral body centre to the predicted centre line.", "",
             "| cases | vertebrae | mean mm | p95 mm | max mm | inside extent | failures | median s/case |",
             "|---|---|---|---|---|---|---|---|",
