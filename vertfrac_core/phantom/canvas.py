@@ -70,6 +70,12 @@ class Canvas:
         target *= 1.0 - alpha
         target += ahu
 
+    @property
+    def voxel_mm(self) -> float:
+        """The smallest voxel edge of the grid (mm)."""
+        d = [abs(float(c[1] - c[0])) for c in (self.xs, self.ys, self.zs) if c.size > 1]
+        return min(d) if d else 1.0
+
     def _coarse_enough(self, step_mm: float) -> bool:
         d = [abs(float(c[1] - c[0])) for c in (self.xs, self.ys, self.zs) if c.size > 1]
         return bool(d) and min(d) >= 0.75 * step_mm and len(self.z_offsets) == 1

@@ -129,7 +129,7 @@ def _field3d(rng: np.random.Generator, shape: tuple[int, int, int],
 
     from vertfrac_core.phantom.render import upsample_linear
 
-    f = [max(1, int(s)) for s in sigma_vox]
+    f = [max(1, int(round(s))) for s in sigma_vox]
     small = tuple(max(2, n // fi + 2) for n, fi in zip(shape, f, strict=True))
     noise = gaussian_filter(rng.standard_normal(small).astype(np.float32),
                             [s / fi for s, fi in zip(sigma_vox, f, strict=True)], mode="nearest")
