@@ -19,7 +19,12 @@ def _write_series(tmp: Path, seed: int) -> Path:
     import dataclasses
 
     from benchmarks.bench_phantom import _series_acq
-    from vertfrac_core.phantom.dicom_writer import SeriesHeader, TransferSyntax, derive_uid, write_ct_series
+    from vertfrac_core.phantom.dicom_writer import (
+        SeriesHeader,
+        TransferSyntax,
+        derive_uid,
+        write_ct_series,
+    )
     from vertfrac_core.phantom.population import sample_patient
     from vertfrac_core.phantom.render import render_ct
     from vertfrac_core.phantom.spine import build_phantom
@@ -44,7 +49,7 @@ def _write_series(tmp: Path, seed: int) -> Path:
 def main(repeats: int = 3, device: str | None = None, table: str = "analyze") -> None:
     import torch
 
-    from vertfrac_core.analyze import analyze_path, load_models, load_any
+    from vertfrac_core.analyze import analyze_path, load_any, load_models
 
     torch.set_num_threads(2)
     models = load_models(device)

@@ -30,7 +30,12 @@ def main(repeats: int = 3) -> None:
     import torch
 
     from vertfrac_core.phantom.archive import ArchiveSettings  # noqa: F401 - warm imports
-    from vertfrac_core.phantom.dicom_writer import SeriesHeader, TransferSyntax, derive_uid, write_ct_series
+    from vertfrac_core.phantom.dicom_writer import (
+        SeriesHeader,
+        TransferSyntax,
+        derive_uid,
+        write_ct_series,
+    )
     from vertfrac_core.phantom.population import sample_patient
     from vertfrac_core.phantom.render import render_coarse, render_ct
     from vertfrac_core.phantom.spine import build_phantom

@@ -63,7 +63,7 @@ def main(seed: int = 7) -> None:
     import matplotlib.pyplot as plt
 
     cases = [
-        ("phantom (seed %d)" % seed, *_phantom_case(seed)),
+        (f"phantom (seed {seed})", *_phantom_case(seed)),
         ("VerSe'19 sub-verse005", *_real_case(
             "real/verse/sub-verse005_ct.nii.gz", "real/verse/sub-verse005_seg-vert_msk.nii.gz",
             {20: "L1", 21: "L2", 22: "L3", 23: "L4", 24: "L5"})),

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from vertfrac_core.analyze import analyze_path, analyze_volume, load_models
 from vertfrac_core.cli import app
-from vertfrac_core.localize.model import WEIGHTS as LW
 from vertfrac_core.detect.model import WEIGHTS as DW
+from vertfrac_core.localize.model import WEIGHTS as LW
 from vertfrac_core.volume import Volume, axis_aligned_affine
 
 pytestmark = pytest.mark.skipif(not (LW.exists() and DW.exists()), reason="model weights not installed")
@@ -56,8 +56,8 @@ def test_analyze_phantom_series(phantom_series, tmp_path) -> None:
     res = analyze_path(str(folder), tmp_path)
     assert res.status.value == "ok", res.error
     d = json.loads((tmp_path / "result.json").read_text())
-    assert CONTRACT <= set(d)
-    assert d["vertebrae"] and VERTEBRA_KEYS <= set(d["vertebrae"][0])
+    assert set(d) >= CONTRACT
+    assert d["vertebrae"] and set(d["vertebrae"][0]) >= VERTEBRA_KEYS
     assert all(len(v["keypoints_lps"]) == 6 for v in d["vertebrae"])
     assert (tmp_path / "sagittal.png").stat().st_size > 10_000
     # the predicted centres lie near true body centres (3D, LPS) for most vertebrae

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from vertfrac_core.errors import NoSpineError
+from vertfrac_core.localize.codec import smooth_centre_line
 from vertfrac_core.phantom.population import sample_patient
 from vertfrac_core.phantom.spine import build_phantom
-from vertfrac_core.localize.codec import smooth_centre_line
 from vertfrac_core.reformat import Reformation, ReformatSettings
 from vertfrac_core.volume import Volume, axis_aligned_affine
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vertfrac_core.detect.codec import Detection, decode
 from vertfrac_core.anatomy import GRADED_LEVELS
+from vertfrac_core.detect.codec import Detection, decode
 from vertfrac_core.detect.levels import assign_levels
 from vertfrac_core.errors import ModelError
 from vertfrac_core.reformat import Reformation

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vertfrac_core.eval.metrics import body_outline_2d, point_in_polygon, roc_auc, sens_spec, weighted_kappa
+from vertfrac_core.eval.metrics import (
+    body_outline_2d,
+    point_in_polygon,
+    roc_auc,
+    sens_spec,
+    weighted_kappa,
+)
 
 log = logging.getLogger(__name__)
 

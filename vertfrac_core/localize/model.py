@@ -14,7 +14,7 @@ import numpy as np
 
 from vertfrac_core.errors import ModelError
 from vertfrac_core.localize.codec import CodecSettings, decode
-from vertfrac_core.localize.grid import CanonicalGrid, FILL_HU, to_canonical
+from vertfrac_core.localize.grid import FILL_HU, CanonicalGrid, to_canonical
 from vertfrac_core.volume import Volume
 
 log = logging.getLogger(__name__)

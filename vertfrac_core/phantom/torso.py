@@ -190,7 +190,7 @@ def paint_soft_tissue(canvas: Canvas, phantom: Phantom, prof: TorsoProfile, cont
         dome = prof.z_dome - 0.004 * ((np.abs(X) - 65.0) ** 2 + (Y - cy) ** 2) - 12.0 * (X > 0)
         lung = np.float32(hu.lung) + 25.0 * fine_vol[k] + 900.0 * np.clip(vessel_vol[k] - 2.3, 0, 1)
         apex_taper = np.clip((prof.z_apex - Z) / 50.0, 0.0, 1.0)
-        is_lung = (Z > dome) & (np.abs(X) > 20.0 + (1 - apex_taper) * (ax - inset))
+        is_lung = (dome < Z) & (np.abs(X) > 20.0 + (1 - apex_taper) * (ax - inset))
         val = np.where(is_lung, lung, abdo)
         return occupancy(d, 2.0), val
 
