@@ -45,7 +45,8 @@ def load_models(device: str | None = None) -> Models:
     from vertfrac_core.localize.model import WEIGHTS as LW
     from vertfrac_core.localize.model import load_localizer
 
-    return Models(load_localizer(LW, device), load_detector(DW, device), model_version(LW, DW))
+    files = [p for p in (LW, DW, DW.with_name("levels.pt")) if p.exists()]
+    return Models(load_localizer(LW, device), load_detector(DW, device), model_version(*files))
 
 
 def load_any(path: str, storage_options: dict | None = None) -> Volume:
