@@ -15,7 +15,8 @@ closer to the line than its radius of curvature.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.interpolate import CubicSpline
@@ -69,6 +70,12 @@ class Reformation:
         b /= np.linalg.norm(b, axis=1, keepdims=True)
         l_ = np.cross(t, b)
         return c, t, b, l_
+
+    def with_slab_offsets(self, offsets_mm: tuple[float, ...]) -> Reformation:
+        """The same straightening with other slab channels (the spline is shared, not refitted)."""
+        other = copy.copy(self)
+        other.settings = replace(self.settings, slab_offsets_mm=tuple(float(u) for u in offsets_mm))
+        return other
 
     @property
     def shape(self) -> tuple[int, int, int]:

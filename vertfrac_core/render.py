@@ -27,9 +27,8 @@ def render_png(path: Path, volume: Volume, ref: Reformation, image: np.ndarray,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mid = image[len(image) // 2] if image.ndim == 3 and len(image) < 5 else image
-    if image.ndim == 3:
-        mid = image[ref.settings.slab_offsets_mm.index(0.0)] if 0.0 in ref.settings.slab_offsets_mm else image[0]
+    offsets = ref.settings.slab_offsets_mm
+    mid = image[offsets.index(0.0) if 0.0 in offsets else 0] if image.ndim == 3 else image
     h = mid.shape[0]
     fig_h = max(6.0, min(16.0, h / 45.0))
     fig, axes = plt.subplots(1, 2, figsize=(11, fig_h), facecolor="black",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vertfrac_core.phantom.acquisition import Grid
-from vertfrac_core.reformat import Reformation, ReformatSettings
+from vertfrac_core.reformat import Reformation
 from vertfrac_core.volume import Volume
 
 #: extra channel: maximum over a wide lateral slab (ribs, transverse processes) for levels
@@ -34,10 +34,7 @@ class DetectorSample:
 def straightened_image(volume: Volume, ref: Reformation) -> np.ndarray:
     """(C, H, W): the reformation's slab channels plus a wide-slab maximum intensity channel."""
     slab = ref.image(volume)
-    wide = Reformation.__new__(Reformation)
-    wide.__dict__.update(ref.__dict__)
-    offs = tuple(np.arange(-WIDE_SLAB_MM, WIDE_SLAB_MM + 1e-9, 4.0))
-    wide.settings = ReformatSettings(**{**ref.settings.__dict__, "slab_offsets_mm": offs})
+    wide = ref.with_slab_offsets(tuple(np.arange(-WIDE_SLAB_MM, WIDE_SLAB_MM + 1e-9, 4.0)))
     mip = wide.image(volume).max(axis=0, keepdims=True)
     return np.concatenate([slab, mip]).astype(np.float32)
 

@@ -125,7 +125,6 @@ def evaluate_pipeline(n: int, seed: int, models, profile: str = "full") -> Tally
     from vertfrac_core.phantom.render import render_ct
     from vertfrac_core.phantom.spine import build_phantom
     from vertfrac_core.result import ScanStatus
-    from vertfrac_core.superellipse import inside_body
 
     tally = Tally()
     for s in range(seed, seed + n):
@@ -145,6 +144,6 @@ def evaluate_pipeline(n: int, seed: int, models, profile: str = "full") -> Tally
                     for v in res.vertebrae]
         elif truth:
             tally.failures += 1
-        tally.add_case(pred, truth, lambda p, t: inside_body(t["vertebra"], p["centre"]))
+        tally.add_case(pred, truth, lambda p, t: t["vertebra"].body_contains(p["centre"]))
         log.info("seed %d: %s, %d visible, %d predicted", s, res.status.value, len(truth), len(pred))
     return tally

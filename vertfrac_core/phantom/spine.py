@@ -90,6 +90,18 @@ class Vertebra:
     def keypoints_lps(self) -> np.ndarray:
         return self.to_lps(self.body.keypoints_local())
 
+    def body_contains(self, point_lps: np.ndarray) -> bool:
+        """True when ``point_lps`` lies inside this vertebral body (used to match detections)."""
+        from vertfrac_core.phantom.shapes import superellipse_radius
+
+        a, l_, s = (np.asarray(point_lps, dtype=float) - self.origin_lps) @ self.frame
+        b = self.body
+        rho = superellipse_radius(np.array(a), np.array(l_), b.half_depth, b.half_width, b.exponent)
+        if rho > 1.0:
+            return False
+        top, bot = b.plates(np.array(a), rho)
+        return bool(bot <= s <= top)
+
     @property
     def center_lps(self) -> np.ndarray:
         """Body centre: the mean of the 6 keypoints."""
