@@ -72,7 +72,7 @@ def demo(
     tables = out / "tables"
     result = _run_screen(str(archive), str(tables), scheduler=None, workers=2, endpoint_url=None,
                          analyze=None, load_models=None, device="cpu", gpu=False, batch_size=200,
-                         max_failure_rate=0.5)
+                         max_failure_rate=0.5, demo=True)
     typer.echo(result.describe())
     _echo_tables(tables)
     from reports.build import write_reports
@@ -104,6 +104,18 @@ def _run_screen(source: str, out: str, **kw: object):  # noqa: ANN202 - flows.sc
     return screen_flow(source, out, progress=sys.stderr.isatty(), **kw)  # type: ignore[arg-type]
 
 
+def _require_pseudonym_key() -> None:
+    """Stop before anything starts when the pseudonym key is missing or unusable."""
+    from vertfrac_core.errors import ConfigError
+    from vertfrac_core.privacy import pseudonym_key
+
+    try:
+        pseudonym_key()
+    except ConfigError as err:
+        typer.echo(f"not started: {err}", err=True)
+        raise typer.Exit(code=2) from err
+
+
 def _echo_tables(dest: Path | str) -> None:
     for t in ("series_index", "scans", "vertebrae", "qc"):
         where = Path(dest).resolve() / t if "://" not in str(dest) else f"{dest}/{t}"
@@ -123,19 +135,24 @@ def screen(
     gpu: bool = typer.Option(False, "--gpu", help="Each scan asks for the Dask resource GPU=1."),
     batch_size: int = typer.Option(200, "--batch-size", min=1, help="Scans per published batch."),
     max_failure_rate: float = typer.Option(0.5, "--max-failure-rate", min=0.0, max=1.0, help="Quality gate on failed scans per batch."),
+    max_volume_mb: float = typer.Option(4096, "--max-volume-mb", min=1, help="Skip a series whose decoded volume would exceed this (MiB)."),
+    scan_timeout_s: float = typer.Option(1800, "--scan-timeout", min=1, help="Stop one scan (load + analysis) after this many seconds."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Screen an archive: index, select, infer on Dask, check and publish Parquet tables.
 
     Re-running screens only new or changed series. Runs as a Prefect flow (embedded API unless
-    PREFECT_API_URL points to a server). Keys are keyed hashes: set VERTFRAC_SECRET.
+    PREFECT_API_URL points to a server). Keys are keyed hashes: the run refuses to start unless
+    VERTFRAC_PSEUDONYM_KEY holds your secret (16+ characters; docs/security.md).
     """
     _setup_logging(verbose)
+    _require_pseudonym_key()
     try:
         result = _run_screen(source, out, scheduler=scheduler, workers=workers,
                              endpoint_url=endpoint_url, analyze=analyze, load_models=load_models,
                              device=device, gpu=gpu, batch_size=batch_size,
-                             max_failure_rate=max_failure_rate)
+                             max_failure_rate=max_failure_rate, max_volume_mb=max_volume_mb,
+                             scan_timeout_s=scan_timeout_s)
     except Exception as err:  # the flow already logged the details
         typer.echo(f"screening failed: {type(err).__name__}: {err}", err=True)
         raise typer.Exit(1) from err
@@ -154,9 +171,9 @@ def index(
 ) -> None:
     """Index an archive: list its series, the one selected per study, and why each other is not.
 
-    Identifiers are printed and written as keyed hashes; set VERTFRAC_SECRET to your own key.
+    Identifiers are printed and written as keyed hashes under VERTFRAC_PSEUDONYM_KEY; without
+    it the listing uses the public demo key, and --out (a table for others) is refused.
     """
-    import os
     from collections import Counter
 
     from rich.console import Console
@@ -164,16 +181,20 @@ def index(
 
     from vertfrac_core.dicom.index import IndexSettings, build_index, write_series_index
     from vertfrac_core.dicom.keys import DEMO_SECRET
+    from vertfrac_core.privacy import PSEUDONYM_KEY_ENV, pseudonym_key
 
     _setup_logging(verbose)
-    secret = os.environ.get("VERTFRAC_SECRET")
-    if not secret:
-        logging.getLogger("vertfrac").warning("VERTFRAC_SECRET not set: using the public demo key")
+    if out:
+        _require_pseudonym_key()
+    secret = pseudonym_key(demo=not out)
+    if secret.encode() == DEMO_SECRET:
+        logging.getLogger("vertfrac").warning("%s not set: listing with the public demo key",
+                                              PSEUDONYM_KEY_ENV)
     options = {"client_kwargs": {"endpoint_url": endpoint_url}} if endpoint_url else None
-    result = build_index(source, secret=secret or DEMO_SECRET, storage_options=options,
+    result = build_index(source, secret=secret, storage_options=options,
                          settings=IndexSettings(workers=workers))
     table = result.table()
-    rows = table.to_pylist()
+    rows = result.table(redact=False).to_pylist() if show_paths else table.to_pylist()
     console = Console(width=200)
     view = Table(title=f"{len(result.series)} series in {len({r['study_key'] for r in rows if r['study_key']})} studies")
     for col in ("study", "series", "mod", "orient", "slices", "thick mm", "cover mm", "kernel",
@@ -334,6 +355,8 @@ def evaluate_detector_cmd(
     phantoms: int = typer.Option(200, "--phantoms", min=1),
     seed: int = typer.Option(0, "--seed", help="First seed (training uses seeds >= 2,000,000)."),
     weights: Path = typer.Option(None, "--weights"),
+    samples: Path = typer.Option(None, "--samples", help="Folder of pre-rendered held-out samples "
+                                 "(`generate_samples`); missing seeds are rendered."),
     out: Path = typer.Option(Path("benchmarks/results"), "--out"),
 ) -> None:
     """Detection, keypoints, levels and grading on straightened held-out phantom images."""
@@ -341,7 +364,8 @@ def evaluate_detector_cmd(
     from vertfrac_core.detect.model import WEIGHTS, Detector
     from vertfrac_core.eval.detector import evaluate_detector
 
-    s = evaluate_detector(phantoms, seed, Detector(weights or WEIGHTS)).summary()
+    s = evaluate_detector(phantoms, seed, Detector(weights or WEIGHTS),
+                          str(samples) if samples else None).summary()
     typer.echo(_write_metrics("detector_phantoms", s, f"seeds {seed}..{seed + phantoms - 1}, "
                               "straightened images with step-1-like line errors", out))
 

@@ -29,7 +29,7 @@ class DetectedVertebra:
 
 class Detector:
     def __init__(self, weights: Path = WEIGHTS, device: str | None = None,
-                 threshold: float = 0.3) -> None:
+                 threshold: float = 0.3, refine: bool = True) -> None:
         import torch
 
         from vertfrac_core.detect.net import DetectorNet
@@ -46,6 +46,7 @@ class Detector:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.net.to(self.device).eval()
         self.threshold = threshold
+        self.refine = refine
         self.levelnet = None
         lw = Path(weights).with_name("levels.pt")
         if lw.exists():
@@ -95,6 +96,15 @@ class Detector:
         dets = decode(self.raw(image), self.threshold)
         if not dets:
             return []
+        if self.refine:
+            from dataclasses import replace
+
+            from vertfrac_core.detect.refine import refine_keypoints
+
+            # channel 1 is the mid-sagittal slab (slabs at -4, 0, +4 mm, then the wide MIP)
+            kps = refine_keypoints(image[1], [d.keypoints_rc for d in dets])
+            dets = [replace(d, keypoints_rc=k.astype(np.float32), centre_rc=k.mean(axis=0).astype(np.float32))
+                    for d, k in zip(dets, kps, strict=True)]
         probs = np.stack([d.level_probs for d in dets])
         rows = self.row_level_probs(image)
         if rows is not None:
