@@ -32,6 +32,8 @@ test: $(STAMP) install-chromium
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# benchmarks screen synthetic phantoms only: a fixed, public pseudonym key is enough there
+bench: export VERTFRAC_PSEUDONYM_KEY ?= benchmark-phantoms-public-key
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 

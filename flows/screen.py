@@ -19,7 +19,6 @@ doubling (``vertfrac_core.storage.retry_transient``).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from dataclasses import dataclass, field
 
@@ -31,7 +30,9 @@ from tasks.index import StorageUnavailableError, count_selected, index_archive, 
 from tasks.storage import RETRY_DELAYS_S, published_keys, repair_tables, write_batch
 from vertfrac_core.batches import TableStore, new_batch_id
 from vertfrac_core.dicom.keys import DEMO_SECRET
+from vertfrac_core.limits import ScanLimits
 from vertfrac_core.manifest import totals, updated_manifest
+from vertfrac_core.privacy import Secret, pseudonym_key, redact_secrets_in_logs
 from vertfrac_core.quality import QualityPolicy
 from vertfrac_core.screening import (
     DEFAULT_ANALYZE,
@@ -85,11 +86,12 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def _secret() -> str | bytes:
-    secret = os.environ.get("VERTFRAC_SECRET")
-    if not secret:
-        get_run_logger().warning("VERTFRAC_SECRET not set: keys use the public demo key")
-    return secret or DEMO_SECRET
+def _secret(demo: bool) -> Secret:
+    """The pseudonym key from the environment; outside demo mode none means no run."""
+    secret = pseudonym_key(demo=demo)
+    if secret.encode() == DEMO_SECRET:
+        get_run_logger().warning("demo mode: keys use the public demo key, not a secret")
+    return secret
 
 
 def _run_id() -> str:
@@ -118,6 +120,9 @@ def screen_flow(
     retry_delays_s: list[float] | None = None,
     storage_attempts: int = 4,
     storage_retry_s: float = 0.5,
+    max_volume_mb: float | None = 4096,
+    scan_timeout_s: float | None = 1800,
+    demo: bool = False,
 ) -> RunSummary:
     """Screen every new or changed study under ``source`` into the tables under ``dest``.
 
@@ -127,15 +132,19 @@ def screen_flow(
     as ``module:function`` paths, loaded once per worker. ``gpu``: each scan asks for the Dask
     resource ``GPU=1``. ``retry_delays_s`` (default 2, 5, 15 s), ``storage_attempts`` and
     ``storage_retry_s``: how storage errors are retried (module docstring).
+    ``max_volume_mb``, ``scan_timeout_s``: per-scan limits in the workers (``limits.py``).
+    ``demo``: allow the public demo key when ``VERTFRAC_PSEUDONYM_KEY`` is not set; otherwise
+    the run refuses to start without a key (``privacy.py``).
     """
     from tasks.cluster import dask_client
     from tasks.infer import screen_on_dask, worker_model_version
 
     logger = get_run_logger()
+    secret = _secret(demo)
     storage = StorageSettings.from_env(endpoint_url=endpoint_url)
+    redact_secrets_in_logs(secret, storage.key, storage.secret)
     store = TableStore(dest, storage.options(dest), StorageRetry(storage_attempts, storage_retry_s))
     src_opts = storage.options(source)
-    secret = _secret()
     day = run_date or dt.date.today()
     summary = RunSummary(run_id=_run_id(), dest=dest)
     policy = QualityPolicy(max_failure_rate=max_failure_rate)
@@ -147,7 +156,8 @@ def screen_flow(
         t.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
         for t in (repair_tables, discover, published_keys, index_archive, write_batch, record_manifest))
     settings = ScreenSettings(max_fallbacks=max_fallbacks, storage_attempts=storage_attempts,
-                              storage_base_delay_s=storage_retry_s, images=store)
+                              storage_base_delay_s=storage_retry_s, images=store,
+                              limits=ScanLimits.from_mb(max_volume_mb, scan_timeout_s))
     summary.repaired = list(repair_t(store).rolled_forward)
     plan = discover_t(source, src_opts, store, secret)
     summary.source_objects = plan.counts["objects"]
@@ -163,7 +173,8 @@ def screen_flow(
         if not kept:
             return
         batch_id = new_batch_id(day)
-        tables = outcome_tables(kept, run_id=summary.run_id, batch_id=batch_id)
+        tables = outcome_tables(kept, run_id=summary.run_id, batch_id=batch_id,
+                                redact=redactor.text)
         ok = write_t(store, quote(tables), batch_id=batch_id, run_id=summary.run_id, run_date=day,
                      policy=policy)
         summary.batches_published += ok
@@ -177,6 +188,7 @@ def screen_flow(
         # quote(): big inputs are not walked by Prefect's dependency tracking (seconds per call)
         index = index_t(quote(plan), src_opts, quote(plan.unfinished(done, summary.model_version)))
         summary.objects_read = len({h.location for h in index.headers})
+        redactor = index.redactor()  # names, IDs and UIDs out of the text columns
         published = keys_t(store, "series_index", ("series_key", "content_hash"))
         new_rows = new_series_rows(quote(index), quote(published))
         index_ok = True

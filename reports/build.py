@@ -26,6 +26,7 @@ from reports.population import population_html
 from reports.stats import PopulationStats, compute, current_vertebrae
 from reports.study import resolve_study, study_html, study_pdf, study_report
 from vertfrac_core.dicom.index import filesystem
+from vertfrac_core.safepath import key_component, safe_join
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,9 @@ class ReportSummary:
 
 
 def study_file_stem(study_key: str) -> str:
-    return study_key[:16]
+    """The file name (without suffix) of a study's report: 16 characters of its key, which must
+    be a key the pipeline made (hex), so a tampered table cannot choose where a file goes."""
+    return key_component(str(study_key)[:16], "study key")
 
 
 def selected_studies(stats: PopulationStats, which: StudySelection | str) -> pd.DataFrame:
@@ -78,9 +81,9 @@ def _write(fs: Any, path: str, data: bytes) -> str:
 def write_study(tables: Tables, row: pd.Series, fs: Any, root: str, *, dest: str,
                 storage_options: dict[str, Any] | None = None) -> str:
     rep = study_report(tables, row, dest=dest, storage_options=storage_options)
-    stem = posixpath.join(root, "studies", study_file_stem(rep.study_key))
-    _write(fs, stem + ".pdf", study_pdf(rep))
-    return _write(fs, stem + ".html", study_html(rep).encode())
+    stem = study_file_stem(rep.study_key)
+    _write(fs, safe_join(root, "studies", stem + ".pdf"), study_pdf(rep))
+    return _write(fs, safe_join(root, "studies", stem + ".html"), study_html(rep).encode())
 
 
 def write_reports(dest: str, out: str | None = None, *, studies: StudySelection | str = StudySelection.FLAGGED,

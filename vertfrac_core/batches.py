@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from vertfrac_core.dicom.index import filesystem
 from vertfrac_core.errors import InputError
+from vertfrac_core.safepath import check_component, check_relative
 from vertfrac_core.storage import StorageRetry
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,12 @@ def publish(store: TableStore, staged: StagedBatch) -> list[str]:
 
 
 def _staged_from_manifest(root: str, manifest: dict[str, Any]) -> StagedBatch:
-    files = {k: posixpath.join(root, v) for k, v in manifest["files"].items()}
-    return StagedBatch(manifest["batch_id"], dt.date.fromisoformat(manifest["run_date"]), files)
+    """The batch a ``_READY.json`` describes; its names are data, so each is checked
+    (``safepath``) before it can name a file: an edited manifest cannot move a file elsewhere."""
+    files = {check_component(k): posixpath.join(root, check_relative(v))
+             for k, v in manifest["files"].items()}
+    return StagedBatch(check_component(manifest["batch_id"]),
+                       dt.date.fromisoformat(manifest["run_date"]), files)
 
 
 def repair(store: TableStore) -> RepairReport:

@@ -29,3 +29,15 @@ class NoSpineError(VertfracError):
 
 class ModelError(VertfracError):
     """Model weights are missing, incompatible or corrupt."""
+
+
+class ConfigError(VertfracError):
+    """A setting is missing or unusable (e.g. no pseudonym key outside demo mode)."""
+
+
+class UnsafePathError(InputError):
+    """A name taken from data or user input would leave the folder it is meant for."""
+
+
+class ResourceLimitError(InputError):
+    """An input would need more memory or time than the configured limits allow."""

@@ -25,7 +25,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -74,7 +74,7 @@ class SourcePlan:
     """
 
     url: str
-    secret: bytes | str
+    secret: bytes | str = field(repr=False)
     objects: tuple[ObjectInfo, ...]
     dirty: tuple[ObjectInfo, ...]
     unchanged_rows: pa.Table  # previous manifest rows of the unchanged objects

@@ -18,7 +18,6 @@ import importlib
 import inspect
 import logging
 import os
-import re
 import socket
 import tempfile
 import threading
@@ -38,7 +37,15 @@ from vertfrac_core.errors import (
     NoSpineError,
     UnsupportedTransferSyntaxError,
 )
+from vertfrac_core.limits import (
+    ScanLimits,
+    ScanTimeoutError,
+    SeriesTooLargeError,
+    call_with_timeout,
+    check_volume_size,
+)
 from vertfrac_core.result import ScanResult, ScanStatus, Stage
+from vertfrac_core.safepath import clean_component, key_component, safe_join
 from vertfrac_core.storage import is_transient, retry_transient
 from vertfrac_core.tables import ScanOutcome
 
@@ -47,6 +54,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ANALYZE = "vertfrac_core.analyze:analyze_volume"
 DEFAULT_LOAD_MODELS = "vertfrac_core.analyze:load_models"
 NO_MODEL = "none"  # model_version of rows written while no analyser is installed
+TOO_LARGE = "series_too_large"  # error code: skipped, over ScanLimits.max_volume_bytes
+TIMEOUT = "timeout"  # error code: failed, stopped after ScanLimits.timeout_s
 
 
 @dataclass(frozen=True)
@@ -148,12 +157,17 @@ class ScreenSettings:
     storage_attempts: int = 4
     storage_base_delay_s: float = 0.5
     images: TableStore | None = None  # where pictures are stored (the tables' store); None: none
+    limits: ScanLimits = field(default_factory=ScanLimits)  # memory cap and timeout per scan
 
 
 def image_path(series: Series, model_version: str) -> str:
-    """Where the picture of ``series`` analysed by ``model_version`` goes, relative to the tables."""
-    version = re.sub(r"[^A-Za-z0-9._-]", "_", model_version)
-    return f"images/{series.series_key}/{series.content_hash[:16]}-{version}.png"
+    """Where the picture of ``series`` analysed by ``model_version`` goes, relative to the tables.
+
+    Keys must be the pipeline's hex keys and the version becomes one clean file-name component
+    (``safepath.py``): nothing read from data chooses a folder."""
+    series_key = key_component(series.series_key, "series key")
+    content = key_component(series.content_hash[:16], "content hash")
+    return f"images/{series_key}/{content}-{clean_component(model_version)}.png"
 
 
 def _store_picture(result: ScanResult, tmp: Path, series: Series, version: str,
@@ -164,10 +178,10 @@ def _store_picture(result: ScanResult, tmp: Path, series: Series, version: str,
     drawn = tmp / result.images.get("sagittal", "sagittal.png")
     if settings.images is None or result.status != ScanStatus.OK or not drawn.is_file():
         return replace(result, images={})
-    rel = image_path(series, version)
     try:
+        rel = image_path(series, version)
         fs, root = settings.images.open()
-        dest = f"{root}/{rel}"
+        dest = safe_join(root, *rel.split("/"))
         retry_transient(lambda: (fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True),
                                  fs.pipe_file(dest, drawn.read_bytes())),
                         attempts=settings.storage_attempts, base_delay_s=settings.storage_base_delay_s,
@@ -192,9 +206,42 @@ def _is_no_spine(r: ScanResult) -> bool:
     return r.status == ScanStatus.FAILED and r.failed_stage == Stage.LOCALIZE and r.error_code == "no_spine"
 
 
+def _try_next(r: ScanResult) -> bool:
+    """Whether another candidate series of the study may do better: no spine, or too large."""
+    return _is_no_spine(r) or (r.status == ScanStatus.SKIPPED and r.error_code == TOO_LARGE)
+
+
 def analyze_series(series: Series, analyzer: LoadedAnalyzer, *, settings: ScreenSettings,
                    storage_options: dict[str, Any] | None) -> tuple[ScanResult, bool]:
-    """(result, transient) for one series; never raises for a bad scan."""
+    """(result, transient) for one series; never raises for a bad scan.
+
+    Within ``settings.limits``: a series whose decoded volume would exceed the memory cap is
+    skipped before loading (error code ``series_too_large``); loading plus analysis longer than
+    the timeout is stopped and recorded as failed with error code ``timeout``."""
+    try:
+        check_volume_size(series, settings.limits.max_volume_bytes)
+    except SeriesTooLargeError as err:
+        log.warning("series %s skipped: %s", series.series_key[:8], err)
+        return ScanResult(source=series.source, status=ScanStatus.SKIPPED,
+                          model_version=analyzer.version, error_code=TOO_LARGE,
+                          error=str(err)), False
+    t0 = time.perf_counter()
+    stage: list[Stage | None] = [Stage.LOAD]  # what was running if the timeout strikes
+    try:
+        return call_with_timeout(
+            lambda: _load_and_analyze(series, analyzer, settings, storage_options, stage),
+            settings.limits.timeout_s, what=f"series {series.series_key[:8]}")
+    except ScanTimeoutError as err:
+        log.warning("series %s: %s", series.series_key[:8], err)
+        return ScanResult(source=series.source, status=ScanStatus.FAILED,
+                          model_version=analyzer.version, failed_stage=stage[0],
+                          error_code=TIMEOUT, error=str(err),
+                          timings_s={"total": round(time.perf_counter() - t0, 4)}), False
+
+
+def _load_and_analyze(series: Series, analyzer: LoadedAnalyzer, settings: ScreenSettings,
+                      storage_options: dict[str, Any] | None,
+                      stage: list[Stage | None]) -> tuple[ScanResult, bool]:
     t0 = time.perf_counter()
     try:
         volume = retry_transient(
@@ -207,6 +254,7 @@ def analyze_series(series: Series, analyzer: LoadedAnalyzer, *, settings: Screen
         return ScanResult.failure(series.source, analyzer.version, Stage.LOAD, code,
                                   f"{type(err).__name__}: {err}"), transient
     t_load = time.perf_counter() - t0
+    stage[0] = None  # the analyser's own stages are not known from outside
     draw = settings.images is not None and analyzer.draws_picture
     tmp = tempfile.TemporaryDirectory(prefix="vertfrac-picture-") if draw else None
     try:
@@ -238,10 +286,11 @@ def screen_study(item: WorkItem, spec: AnalyzerSpec, *, settings: ScreenSettings
         tried += 1
         result, transient = analyze_series(series, analyzer, settings=settings,
                                            storage_options=storage_options)
-        if transient or not _is_no_spine(result):
+        if transient or not _try_next(result):
             break
-        log.info("study %s: series %s shows no spine; trying the next candidate",
-                 item.study_key[:8], series.series_key[:8])
+        log.info("study %s: series %s %s; trying the next candidate", item.study_key[:8],
+                 series.series_key[:8], "is too large" if result.error_code == TOO_LARGE
+                 else "shows no spine")
     sel = item.selected
     return ScanOutcome(result=result, series_key=sel.series_key, content_hash=sel.content_hash,
                        model_version=analyzer.version, study_key=item.study_key,

@@ -14,8 +14,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from vertfrac_core.privacy import Secret
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,8 +36,8 @@ class StorageSettings:
     """S3-compatible endpoint and credentials; all None means local files or the AWS defaults."""
 
     endpoint_url: str | None = None
-    key: str | None = None
-    secret: str | None = None
+    key: str | None = field(default=None, repr=False)  # credentials never printed
+    secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, endpoint_url: str | None = None) -> StorageSettings:
@@ -52,10 +54,10 @@ class StorageSettings:
         opts: dict[str, Any] = {}
         if self.endpoint_url:
             opts["client_kwargs"] = {"endpoint_url": self.endpoint_url}
-        if self.key:
-            opts["key"] = self.key
+        if self.key:  # Secret: the value for s3fs, '***' in any printout of the options
+            opts["key"] = Secret(self.key)
         if self.secret:
-            opts["secret"] = self.secret
+            opts["secret"] = Secret(self.secret)
         # fail fast instead of botocore's long default retry loop; we retry at our level
         opts["config_kwargs"] = {"connect_timeout": 5, "read_timeout": 30,
                                  "retries": {"max_attempts": 2, "mode": "standard"}}

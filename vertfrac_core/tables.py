@@ -13,6 +13,7 @@ and SQL need no list handling.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,11 +189,18 @@ def vertebra_rows(o: ScanOutcome, *, run_id: str, batch_id: str) -> list[dict[st
 
 
 def outcome_tables(outcomes: list[ScanOutcome], *, run_id: str, batch_id: str,
-                   processed_at: dt.datetime | None = None) -> dict[str, pa.Table]:
-    """``scans`` and ``vertebrae`` tables of a batch of outcomes (transient ones left out)."""
+                   processed_at: dt.datetime | None = None,
+                   redact: Callable[[str | None], str | None] | None = None) -> dict[str, pa.Table]:
+    """``scans`` and ``vertebrae`` tables of a batch of outcomes (transient ones left out).
+
+    ``redact`` (e.g. ``IndexResult.redactor().text``) is applied to the text columns that may
+    name archive files or carry header text: ``source`` and ``error``."""
     now = processed_at or dt.datetime.now(dt.UTC).replace(microsecond=0)
     kept = [o for o in outcomes if not o.transient]
     scans = [scan_row(o, run_id=run_id, batch_id=batch_id, processed_at=now) for o in kept]
+    if redact is not None:
+        for row in scans:
+            row["source"], row["error"] = redact(row["source"]), redact(row["error"])
     verts = [r for o in kept for r in vertebra_rows(o, run_id=run_id, batch_id=batch_id)]
     return {"scans": pa.Table.from_pylist(scans, schema=SCANS_SCHEMA),
             "vertebrae": pa.Table.from_pylist(verts, schema=VERTEBRAE_SCHEMA)}

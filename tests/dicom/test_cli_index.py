@@ -15,7 +15,7 @@ from vertfrac_core.dicom.schema import SERIES_INDEX_SCHEMA
 def test_index_prints_and_writes_series_index(tmp_path: Path) -> None:
     out = tmp_path / "tables"
     res = CliRunner().invoke(app, ["index", str(need(EXAMPLE_DICOM)), "--out", str(out)],
-                             env={"VERTFRAC_SECRET": "test-secret"})
+                             env={"VERTFRAC_PSEUDONYM_KEY": "test-secret-of-16-chars"})
     assert res.exit_code == 0, res.output
     assert "yes" in res.output and "AXIAL" in res.output
     assert "1.3.12.2.1107" not in res.output  # no raw UID (Frame of Reference, file names)

@@ -40,6 +40,7 @@ os.environ.update({
     "PREFECT_HOME": tempfile.mkdtemp(prefix="vertfrac-prefect-"),
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "GX_ANALYTICS_ENABLED": "false",
+    "VERTFRAC_PSEUDONYM_KEY": "pipeline-tests-pseudonym-key",  # flows refuse to run without one
 })
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), str(REPO), os.environ.get("PYTHONPATH")]))

@@ -31,7 +31,7 @@ _PIXEL_TAGS_BE = (b"\x7f\xe0\x00\x10", b"\x7f\xe0\x00\x08", b"\x7f\xe0\x00\x09")
 
 HEADER_TAGS = [
     "SOPClassUID", "SOPInstanceUID", "Modality", "ImageType", "Manufacturer",
-    "PatientID", "PatientAge", "PatientSex", "PatientBirthDate",
+    "PatientID", "PatientName", "PatientAge", "PatientSex", "PatientBirthDate",
     "StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
     "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "AcquisitionNumber",
     "InstanceNumber", "FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient",
@@ -109,6 +109,9 @@ class FileHeader:
     image_type: tuple[str, ...] = ()
     manufacturer: str = ""
     patient_id: str = ""
+    patient_name: str = ""  # kept only to find and redact it (``redact.py``); never written
+    birth_date: str = ""  # likewise
+    sop_uid: str = ""  # likewise
     patient_age: str = ""
     patient_sex: str = ""
     study_uid: str = ""
@@ -366,6 +369,9 @@ def _to_header(
         image_type=tuple(s.strip().upper() for s in _str(ds, "ImageType").split("\\") if s.strip()),
         manufacturer=_str(ds, "Manufacturer"),
         patient_id=_str(ds, "PatientID"),
+        patient_name=_str(ds, "PatientName"),
+        birth_date=_str(ds, "PatientBirthDate"),
+        sop_uid=_str(ds, "SOPInstanceUID"),
         patient_age=_str(ds, "PatientAge"),
         patient_sex=_str(ds, "PatientSex").upper(),
         study_uid=_str(ds, "StudyInstanceUID"),

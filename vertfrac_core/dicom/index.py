@@ -45,6 +45,7 @@ from vertfrac_core.dicom.select import (
     slice_thickness,
 )
 from vertfrac_core.errors import InputError
+from vertfrac_core.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class IndexResult:
     headers: list[FileHeader]
     series: list[Series]
     decisions: list[Decision]
-    secret: bytes | str
+    secret: bytes | str = field(repr=False)
     studies: dict[str, StudySelection] = field(default_factory=dict)
 
     @property
@@ -200,10 +201,23 @@ class IndexResult:
                              f"{self.url}; run `vertfrac index` to list the keys")
         return hits[0]
 
-    def table(self) -> pa.Table:
-        """The ``series_index`` table: one row per series, then one per unusable file."""
+    def redactor(self) -> Redactor:
+        """Replaces this index's identifiers (names, IDs, UIDs...) in text (``redact.py``)."""
+        return Redactor.from_headers(self.secret, self.headers)
+
+    def table(self, *, redact: bool = True) -> pa.Table:
+        """The ``series_index`` table: one row per series, then one per unusable file.
+
+        The text columns that come from the archive (``source``, ``series_description``,
+        ``reason_detail``) are redacted unless ``redact`` is False (a local listing for the
+        operator, ``vertfrac index --show-paths``)."""
         rows = [_series_row(d) for d in self.decisions]
         rows += [_file_row(h, self.secret) for h in self.failed]
+        if redact:
+            clean = self.redactor().text
+            for r in rows:
+                for col in ("source", "series_description", "reason_detail"):
+                    r[col] = clean(r.get(col))
         return pa.Table.from_pylist(rows, schema=SERIES_INDEX_SCHEMA)
 
 

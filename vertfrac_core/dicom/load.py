@@ -37,6 +37,7 @@ from vertfrac_core.dicom.grouping import Series, SliceRef
 from vertfrac_core.dicom.pixels import NATIVE_LE, decode_into, fast_path_ok
 from vertfrac_core.dicom.workers import DecodePool, decode_in_processes
 from vertfrac_core.errors import GeometryError
+from vertfrac_core.limits import check_volume_size
 from vertfrac_core.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadSettings:
-    """Parallelism of pixel decoding. ``workers`` 0 means one per CPU core."""
+    """Parallelism of pixel decoding. ``workers`` 0 means one per CPU core.
+
+    ``max_volume_bytes``: refuse (``SeriesTooLargeError``) a series whose decoded int16 volume,
+    estimated from its headers, would be larger (None: no cap); a hostile header declaring a
+    65,535 x 65,535 matrix fails here, before any allocation."""
 
     workers: int = 0
     process_min_slices: int = 48  # compressed series at least this long decode in processes
     use_processes: bool = True
     geometry: GeometryPolicy = field(default_factory=GeometryPolicy)
+    max_volume_bytes: int | None = 16 << 30
 
 
 def _n_workers(settings: LoadSettings) -> int:
@@ -137,8 +143,10 @@ def load_series(
         GeometryError: no valid orientation/positions, slices off one line, gaps too large.
         UnsupportedTransferSyntaxError: a transfer syntax with no installed decoder (named).
         DicomError: a slice cannot be read or decoded.
+        SeriesTooLargeError: the decoded volume would exceed ``settings.max_volume_bytes``.
     """
     geom = _check(series)
+    check_volume_size(series, settings.max_volume_bytes)
     refs = series.ordered_slices()
     h = refs[0].header
     vol, clipped, how = _decode_all(refs, (len(refs), h.rows, h.cols), settings, storage_options,

@@ -7,6 +7,7 @@ and zip bombs (huge declared sizes, absurd ratios, too many members, nesting) be
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from vertfrac_core.dicom.reasons import FileReason
 
 ZIP_MAGIC = b"PK\x03\x04"
 ZIP_PREFIX = "zip://"
+_UNESCAPE = re.compile(r"%3A|%25")
 
 
 @dataclass(frozen=True)
@@ -30,15 +32,19 @@ class ZipLimits:
 
 
 def member_location(container: str, member: str) -> str:
-    """Location string of a zip member."""
-    return f"{ZIP_PREFIX}{member}::{container}"
+    """Location string of a zip member. The member name is data: ``%`` and ``:`` in it are
+    escaped (``%25``, ``%3A``) so that a name such as ``x::/etc/passwd`` cannot move the split
+    between member and container (``split_location`` undoes the escape)."""
+    escaped = member.replace("%", "%25").replace(":", "%3A")
+    return f"{ZIP_PREFIX}{escaped}::{container}"
 
 
 def split_location(location: str) -> tuple[str, str | None]:
-    """(container URL, member name or None) of a location string."""
+    """(container URL, member name or None) of a location string. Member names only name
+    bytes inside their container: they are never extracted, so never become file paths."""
     if location.startswith(ZIP_PREFIX) and "::" in location:
         member, container = location[len(ZIP_PREFIX):].split("::", 1)
-        return container, member
+        return container, _UNESCAPE.sub(lambda m: ":" if m.group() == "%3A" else "%", member)
     return location, None
 
 
