@@ -29,7 +29,7 @@ class DetectedVertebra:
 
 class Detector:
     def __init__(self, weights: Path = WEIGHTS, device: str | None = None,
-                 threshold: float = 0.3, refine: bool = True) -> None:
+                 threshold: float = 0.3, refine: bool = True, low_threshold: float = 0.08) -> None:
         import torch
 
         from vertfrac_core.detect.net import DetectorNet
@@ -47,6 +47,7 @@ class Detector:
         self.net.to(self.device).eval()
         self.threshold = threshold
         self.refine = refine
+        self.low_threshold = low_threshold
         self.levelnet = None
         lw = Path(weights).with_name("levels.pt")
         if lw.exists():
@@ -93,7 +94,9 @@ class Detector:
         """Detections on the straightened image with consistent levels (top to bottom)."""
         from vertfrac_core.detect.levelnet import level_probs_at
 
-        dets = decode(self.raw(image), self.threshold)
+        raw = self.raw(image)
+        dets = fill_gaps(decode(raw, self.threshold), decode(raw, self.low_threshold))
+        dets = [d for d in dets if fully_in_view(image[1], d.keypoints_rc)]
         if not dets:
             return []
         if self.refine:
@@ -124,6 +127,40 @@ class Detector:
                                         keypoints_rc=d.keypoints_rc, keypoints_lps=kp3,
                                         center_lps=kp3.mean(axis=0)))
         return out
+
+
+def fully_in_view(mid_slab: np.ndarray, keypoints_rc: np.ndarray, margin_px: float = 1.0) -> bool:
+    """False for a body cut by the field of view: a keypoint beyond the image rows, or on the
+    blank (outside the scan, -1024 HU) part of the straightened image. Its heights would be
+    those of a fragment, so it is neither measured nor reported."""
+    h, w = mid_slab.shape
+    r, c = keypoints_rc[:, 0], keypoints_rc[:, 1]
+    if r.min() < margin_px or r.max() > h - 1 - margin_px or c.min() < 0 or c.max() > w - 1:
+        return False
+    ri, ci = np.clip(np.round(r).astype(int), 0, h - 1), np.clip(np.round(c).astype(int), 0, w - 1)
+    return bool((mid_slab[ri, ci] > -1000.0).all())
+
+
+def fill_gaps(strong: list[Detection], weak: list[Detection], min_share: float = 0.65) -> list[Detection]:
+    """``strong`` plus the weak peaks that sit in a gap of the column: at least ``min_share`` of
+    the median vertebra spacing away from every kept detection along the rows, and within 12 px
+    of the column line. A crushed body scores low on the heatmap (its shape is rare) but still
+    fills the space between its neighbours; a weak peak next to a strong one is a duplicate."""
+    if len(strong) < 3:
+        return strong
+    rows = np.array([float(d.centre_rc[0]) for d in strong])
+    spacing = float(np.median(np.diff(np.sort(rows))))
+    kept = list(strong)
+    for d in sorted(weak, key=lambda d: -d.score):
+        r, c = float(d.centre_rc[0]), float(d.centre_rc[1])
+        if min(abs(r - float(k.centre_rc[0])) for k in kept) < min_share * spacing:
+            continue
+        order = np.argsort([abs(r - float(k.centre_rc[0])) for k in kept])[:2]
+        if abs(c - np.mean([float(kept[i].centre_rc[1]) for i in order])) > 12:
+            continue
+        kept.append(d)
+    kept.sort(key=lambda d: float(d.centre_rc[0]))
+    return kept
 
 
 _CACHE: dict[tuple[str, str | None], Detector] = {}

@@ -113,10 +113,12 @@ def _cached_or_rendered(seed: int, samples_dir: str | None):
 
 
 def evaluate_detector(n: int, seed: int, detector, samples_dir: str | None = None) -> Tally:
-    """Step 2 alone on straightened held-out phantom images. Detections are matched in the image
+    """Step 2 alone on straightened held-out phantom images (bodies fully in view; those cut by the
+    field of view are ignored, as the product does not grade them). Detections are matched in the image
     (predicted centre inside the true body's sagittal outline); keypoint errors, centre errors and
     grades are measured in 3D (the straightened image bends lengths away from the centre line,
     by 10 % and more at the walls of a lordotic lumbar spine, so 2D heights cannot be graded)."""
+    from vertfrac_core.detect.model import fully_in_view
     from vertfrac_core.morphometry import grade_spine
     from vertfrac_core.reformat import Reformation
 
@@ -133,12 +135,17 @@ def evaluate_detector(n: int, seed: int, detector, samples_dir: str | None = Non
             pred = [{"centre_rc": d.centre_rc, "centre": k.mean(axis=0), "keypoints": k, "level": lv,
                      "score": d.score, "grade": int(g.grade), "loss": g.height_loss}
                     for (d, lv, _), k, (_, g) in zip(found, kp3, graded, strict=True)]
-        # truth keypoints on the same central plane as the predictions (lateral offset dropped)
-        truth = []
+        # truth keypoints on the same central plane as the predictions (lateral offset dropped);
+        # a body cut by the field of view is ignored: not counted as missed when absent, and a
+        # prediction on it is neither a hit nor a false positive
+        truth, cut = [], []
         for c, k, lv, g in zip(smp.centres_rc, smp.keypoints_rc, smp.levels, smp.grades, strict=True):
             k3 = ref.to_lps(k[:, 0], k[:, 1], 0.0)
-            truth.append({"centre_rc": c, "keypoints_rc": k, "centre": k3.mean(axis=0), "keypoints": k3,
-                          "level": lv, "grade": int(g)})
+            (truth if fully_in_view(smp.image[1], k) else cut).append(
+                {"centre_rc": c, "keypoints_rc": k, "centre": k3.mean(axis=0), "keypoints": k3,
+                 "level": lv, "grade": int(g)})
+        pred = [p for p in pred if not any(point_in_polygon(p["centre_rc"], body_outline_2d(t["keypoints_rc"]))
+                                           for t in cut)]
         tally.add_case(pred, truth, lambda p, t: point_in_polygon(p["centre_rc"], body_outline_2d(t["keypoints_rc"])))
         log.info("seed %d: %d true, %d predicted, matched so far %d/%d", s, len(truth), len(pred),
                  tally.matched, tally.n_true)
