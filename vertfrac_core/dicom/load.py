@@ -36,7 +36,7 @@ from vertfrac_core.dicom.geometry import GeometryPolicy, StackGeometry, stack_af
 from vertfrac_core.dicom.grouping import Series, SliceRef
 from vertfrac_core.dicom.pixels import NATIVE_LE, decode_into, fast_path_ok
 from vertfrac_core.dicom.workers import DecodePool, decode_in_processes
-from vertfrac_core.errors import GeometryError
+from vertfrac_core.errors import DicomError, GeometryError
 from vertfrac_core.limits import check_volume_size
 from vertfrac_core.volume import Volume
 
@@ -124,6 +124,11 @@ def _check(series: Series) -> StackGeometry:
                             f"{'; '.join(series.geometry.problems)}.")
     for ts in sorted({s.header.transfer_syntax for s in series.slices}):
         codecs.require_decoder(ts, f"series {series.series_key[:8]}")
+    for h in {id(s.header): s.header for s in series.slices}.values():
+        if h.samples_per_pixel != 1 or h.bits_allocated not in (8, 16, 32):
+            raise DicomError(f"Series {series.series_key[:8]} has a slice with {h.samples_per_pixel} "
+                             f"samples of {h.bits_allocated} bits per pixel; CT slices are "
+                             "grayscale (1 sample of 8, 16 or 32 bits)")
     return series.geometry
 
 

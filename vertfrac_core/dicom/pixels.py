@@ -26,6 +26,7 @@ import numpy as np
 
 from vertfrac_core.dicom import zipio
 from vertfrac_core.dicom.grouping import SliceRef
+from vertfrac_core.dicom.header import FileHeader
 from vertfrac_core.errors import DicomError
 
 NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
@@ -52,16 +53,25 @@ def read_bytes(location: str, storage_options: dict[str, Any] | None = None,
     return data
 
 
-def _read_all(location: str, storage_options: dict[str, Any] | None) -> bytes:
+def slice_byte_limit(h: FileHeader) -> int:
+    """The most bytes a file can need for the image its header declares: header, the
+    uncompressed pixel data (compressed data is smaller) and 1 MiB of slack. Reading stops
+    there, so a file (or zip member) padded far beyond its image costs no more memory."""
+    pixels = h.rows * h.cols * h.frames * h.samples_per_pixel * ((max(h.bits_allocated, 8) + 7) // 8)
+    return min(MAX_OBJECT_BYTES, max(h.pixel_offset or 0, 0) + pixels + (1 << 20))
+
+
+def _read_all(location: str, storage_options: dict[str, Any] | None,
+              max_bytes: int = MAX_OBJECT_BYTES) -> bytes:
     """``read_bytes`` with plain ``open`` for local files (no fsspec round trip per slice)."""
     if _is_local_file(location) and zipio.split_location(location)[1] is None:
         path = location[len("file://"):] if location.startswith("file://") else location
         with open(path, "rb") as fh:
-            data = fh.read(MAX_OBJECT_BYTES + 1)
-        if len(data) > MAX_OBJECT_BYTES:
-            raise DicomError(f"{location} is larger than the {MAX_OBJECT_BYTES}-byte limit")
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise DicomError(f"{location} is larger than the {max_bytes}-byte limit")
         return data
-    return read_bytes(location, storage_options)
+    return read_bytes(location, storage_options, max_bytes)
 
 
 def encapsulated_frame(data: bytes, pixel_offset: int) -> bytes | None:
@@ -104,10 +114,19 @@ def _j2k_slice(ref: SliceRef, data: bytes) -> np.ndarray | None:
         flat = decode(stream, 0, reshape=False)
     except ImportError:
         return None
-    except Exception as err:  # noqa: BLE001 - openjpeg raises RuntimeError with a code
+    except BaseException as err:  # openjpeg raises RuntimeError with a code
+        if not _decoder_failure(err):
+            raise
         raise DicomError(f"Cannot decode the JPEG 2000 pixel data of {h.location}: "
                          f"{type(err).__name__}: {err}") from err
     return flat.view("<i2" if h.pixel_representation == 1 else "<u2").reshape(h.rows, h.cols)
+
+
+def _decoder_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a decoder failing on its data: any ``Exception``, and the
+    ``PanicException`` of decoders written in Rust (pylibjpeg-rle), which derives from
+    ``BaseException``; never an interrupt, an exit or a per-scan timeout."""
+    return isinstance(err, Exception) or type(err).__name__ == "PanicException"
 
 
 def _is_local_file(location: str) -> bool:
@@ -146,7 +165,12 @@ def _decoded_slice(ref: SliceRef, storage_options: dict[str, Any] | None) -> np.
     from pydicom.pixels import pixel_array
 
     h = ref.header
-    data = _read_all(h.location, storage_options)
+    limit = slice_byte_limit(h)
+    if h.size > limit:
+        raise DicomError(f"{h.location} holds {h.size} bytes, more than its {h.rows}x{h.cols}x"
+                         f"{h.frames} image can need ({limit}); refused (padded, corrupt or a "
+                         "decompression bomb)")
+    data = _read_all(h.location, storage_options, limit)
     if h.transfer_syntax in JPEG2000:
         arr = _j2k_slice(ref, data)
         if arr is not None:
@@ -160,7 +184,9 @@ def _decoded_slice(ref: SliceRef, storage_options: dict[str, Any] | None) -> np.
             arr = arr[ref.frame] if h.frames > 1 else arr
         else:
             arr = pixel_array(io.BytesIO(data), index=index)
-    except Exception as err:  # noqa: BLE001 - decoder errors vary by plugin
+    except BaseException as err:  # decoder errors vary by plugin
+        if not _decoder_failure(err):
+            raise
         raise DicomError(f"Cannot decode the pixel data of {h.location} "
                          f"(transfer syntax {h.transfer_syntax}): {type(err).__name__}: {err}") from err
     if arr.ndim != 2:

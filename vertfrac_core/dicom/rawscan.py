@@ -50,6 +50,8 @@ def scan(data: bytes, wanted: set[int]) -> tuple[dict[int, bytes], int, bool, st
             break
         vr = data[pos + 4:pos + 6]
         if vr in LONG_VRS:
+            if pos + 12 > len(data):
+                raise Incomplete("file meta ends early", pos + 12)
             (length,) = struct.unpack_from("<I", data, pos + 8)
             start = pos + 12
         else:
