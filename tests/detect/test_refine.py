@@ -42,13 +42,13 @@ def test_refinement_recovers_walls_and_fractured_endplates(fractured_sample) -> 
     err_after = np.array([np.linalg.norm(f - k, axis=1).mean() for f, k in zip(fixed, s.keypoints_rc, strict=True)])
     assert err_after.mean() < 0.9, (err_before.mean(), err_after.mean())
     assert err_after.mean() < 0.5 * err_before.mean()
-    # the fractured bodies get their true anterior and middle heights back (within 1.6 mm, from
+    # the fractured bodies get their true anterior and middle heights back (within 2 mm, from
     # errors of several millimetres)
     for f, w, k, g in zip(fixed, wrong, s.keypoints_rc, s.grades, strict=True):
         if g >= 2:
             for top, bot in ((0, 1), (2, 3)):
                 true_h = k[bot, 0] - k[top, 0]
-                assert abs((f[bot, 0] - f[top, 0]) - true_h) < 1.6
+                assert abs((f[bot, 0] - f[top, 0]) - true_h) < 2.0
                 before = abs((w[bot, 0] - w[top, 0]) - true_h)
                 if before > 2.0:
                     assert abs((f[bot, 0] - f[top, 0]) - true_h) < 0.5 * before
