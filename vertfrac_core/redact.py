@@ -1,4 +1,5 @@
-"""Patient identifiers found in free text and archive paths, replaced before anything is written.
+"""Patient identifiers found in free text, archive paths and picture metadata, removed before
+anything is written.
 
 Tables carry keyed hashes for patients, studies and series, but a few columns hold text from
 outside: the archive folder of a series (``source``), error messages (which name files), series
@@ -15,11 +16,16 @@ each becomes ``~`` plus a keyed hash of the value (10 hex characters), so equal 
 equal, different ones different, and none can be read back without the key. Tokens are runs of
 letters and digits; name parts shorter than 3 characters and other identifiers shorter than 4
 are not looked for (they would blank ordinary words and numbers).
+
+Pictures an analyser draws are stored without their PNG text and metadata chunks
+(:func:`strip_png_text`); what is drawn into the pixels is the analyser's responsibility.
 """
 
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -121,3 +127,33 @@ class Redactor:
         for start, end, value in reversed(cuts):
             text = text[:start] + self._token(value) + text[end:]
         return text
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: ancillary PNG chunks that carry free text or metadata (tEXt, zTXt, iTXt, eXIf, tIME)
+PNG_TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"})
+
+
+def strip_png_text(data: bytes) -> bytes:
+    """A PNG without its text and metadata chunks (the pixels untouched); non-PNG data and
+    malformed PNGs are returned as they are. Pictures drawn by an analyser are stored through
+    this, so no title, comment or EXIF field it wrote (a path, a name) reaches the outputs."""
+    if not data.startswith(PNG_SIGNATURE):
+        return data
+    out, pos = [PNG_SIGNATURE], len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, end = data[pos + 4:pos + 8], pos + 12 + length
+        if end > len(data):
+            return data
+        if kind not in PNG_TEXT_CHUNKS:
+            out.append(data[pos:end])
+        pos = end
+        if kind == b"IEND":
+            return b"".join(out)
+    return data
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk with its CRC (for tests and tools that build PNGs by hand)."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))

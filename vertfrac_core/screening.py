@@ -44,6 +44,7 @@ from vertfrac_core.limits import (
     call_with_timeout,
     check_volume_size,
 )
+from vertfrac_core.redact import strip_png_text
 from vertfrac_core.result import ScanResult, ScanStatus, Stage
 from vertfrac_core.safepath import clean_component, key_component, safe_join
 from vertfrac_core.storage import is_transient, retry_transient
@@ -172,7 +173,8 @@ def image_path(series: Series, model_version: str) -> str:
 
 def _store_picture(result: ScanResult, tmp: Path, series: Series, version: str,
                    settings: ScreenSettings) -> ScanResult:
-    """Upload the picture the analyser drew into ``tmp``; the result then points at it.
+    """Upload the picture the analyser drew into ``tmp`` (PNG text and metadata chunks
+    stripped: ``redact.strip_png_text``); the result then points at it.
 
     A failed upload costs the picture, not the result (logged, ``images`` left empty)."""
     drawn = tmp / result.images.get("sagittal", "sagittal.png")
@@ -183,7 +185,7 @@ def _store_picture(result: ScanResult, tmp: Path, series: Series, version: str,
         fs, root = settings.images.open()
         dest = safe_join(root, *rel.split("/"))
         retry_transient(lambda: (fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True),
-                                 fs.pipe_file(dest, drawn.read_bytes())),
+                                 fs.pipe_file(dest, strip_png_text(drawn.read_bytes()))),
                         attempts=settings.storage_attempts, base_delay_s=settings.storage_base_delay_s,
                         what=f"storing the picture of series {series.series_key[:8]}")
     except Exception as err:  # noqa: BLE001 - the result stands without its picture

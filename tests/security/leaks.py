@@ -81,11 +81,11 @@ def _png_text(data: bytes) -> list[str]:
 def _pdf_text(data: bytes) -> list[str]:
     """The raw bytes and every (inflated) content stream of a PDF, with TJ/Tj strings joined."""
     out = []
-    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
-        try:
-            stream = zlib.decompress(m.group(1))
+    for m in re.finditer(rb"stream\r?\n", data):
+        try:  # inflate from the stream's start: zlib stops where the stream ends
+            stream = zlib.decompressobj().decompress(data[m.end():])
         except zlib.error:
-            stream = m.group(1)
+            stream = data[m.end():data.find(b"endstream", m.end())]
         shown = b"".join(re.sub(rb"\\(.)", rb"\1", s[1:-1])
                          for s in re.findall(rb"\((?:\\.|[^\\)])*\)", stream))
         out += [stream.decode("latin-1"), shown.decode("latin-1")]
@@ -127,3 +127,28 @@ def find_leaks(texts: Iterable[tuple[str, str]], needles: Iterable[str]) -> dict
         if found:
             hits.setdefault(place, set()).update(found)
     return hits
+
+
+def prefect_texts(flow_run_id: str) -> list[tuple[str, str]]:
+    """What Prefect recorded about a flow run and its task runs: parameters, names, state
+    names and messages, and every log line sent to its API (flushed first)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    out = [("prefect: flow run parameters", json.dumps(run.parameters, default=str)),
+           ("prefect: flow run", f"{run.name} {run.state_name} {run.state.message if run.state else ''}")]
+    out += [(f"prefect: task run {t.name}", f"{t.state_name} {t.state.message if t.state else ''}")
+            for t in tasks]
+    out += [("prefect: logs", "\n".join(f"{r.name} {r.message}" for r in logs))]
+    return out

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hostile_analyzer import digest
 
 from tests.dicom.conftest import axial_positions, write_ct_slices
 from vertfrac_core.dicom.index import build_index
@@ -78,8 +79,8 @@ def test_an_oversized_selected_series_gives_way_to_a_smaller_candidate(tmp_path:
 
 def test_timeout_stops_a_hanging_scan_and_the_worker_thread_goes_on(tmp_path: Path) -> None:
     hang, fine = _series(tmp_path / "hang_here", 8), _series(tmp_path / "fine", 8)
-    spec = AnalyzerSpec(analyze="slow_analyzer:analyze_volume", load_models="slow_analyzer:load_models",
-                        options=(("hang_on", "hang_here"), ("hang_s", 60.0)))
+    spec = AnalyzerSpec(analyze="hostile_analyzer:analyze_volume", load_models="hostile_analyzer:load_models",
+                        options=(("hang_on", digest("hang")), ("hang_s", 60.0)))
     settings = ScreenSettings(limits=ScanLimits(timeout_s=1.0))
     t0 = time.perf_counter()
     stuck = screen_study(WorkItem(hang.study_key, (hang,)), spec, settings=settings)
