@@ -136,7 +136,7 @@ def screen_flow(
     ``demo``: allow the public demo key when ``VERTFRAC_PSEUDONYM_KEY`` is not set; otherwise
     the run refuses to start without a key (``privacy.py``).
     """
-    from tasks.cluster import dask_client
+    from tasks.cluster import dask_client, redact_secrets_on_workers
     from tasks.infer import screen_on_dask, worker_model_version
 
     logger = get_run_logger()
@@ -181,6 +181,7 @@ def screen_flow(
         summary.batches_rejected += not ok
 
     with dask_client(scheduler, workers=workers, gpu=gpu) as client:
+        redact_secrets_on_workers(client, secret, storage.key, storage.secret)
         version, why_not = worker_model_version(client, spec, gpu=gpu)
         summary.model_version = version or NO_MODEL
         done = keys_t(store, "scans")

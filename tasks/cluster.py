@@ -1,4 +1,5 @@
-"""The Dask cluster a run uses: a ``LocalCluster`` by default, or a running scheduler."""
+"""The Dask cluster a run uses: a ``LocalCluster`` by default, or a running scheduler; and the
+worker plugin that keeps secrets out of the workers' logs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +41,25 @@ def dask_client(scheduler: str | None = None, *, workers: int = 2, threads_per_w
     finally:
         client.close()
         cluster.close()
+
+
+
+class RedactSecrets(WorkerPlugin):
+    """Dask worker plugin: ``privacy.redact_secrets_in_logs(secrets)`` in each worker process
+    (present and future: a worker restarted by its nanny runs ``setup`` again)."""
+
+    name = "vertfrac-redact-secrets"
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.secrets = secrets  # privacy.Secret values: masked in any printout
+
+    def setup(self, worker: Any) -> None:
+        from vertfrac_core.privacy import redact_secrets_in_logs
+
+        redact_secrets_in_logs(*self.secrets)
+
+
+def redact_secrets_on_workers(client: Any, *values: str | None) -> None:
+    """Keep ``values`` out of every worker's logs too, so that worker-side libraries (botocore
+    signing S3 requests at DEBUG) cannot print the credentials."""
+    client.register_plugin(RedactSecrets(tuple(v for v in values if v)))

@@ -140,3 +140,25 @@ def test_a_run_against_s3_leaks_no_credential_or_key(tmp_path: Path, monkeypatch
     texts += prefect_texts(str(state.state_details.flow_run_id))
     leaks = find_leaks(texts, SECRETS.values())
     assert not leaks, {k: sorted(v) for k, v in leaks.items()}
+
+
+def _log_on_worker(message: str) -> None:
+    logging.getLogger("vertfrac.test.worker").error(message)
+
+
+@pytest.mark.slow
+def test_dask_workers_redact_secrets_in_their_logs(capfd: pytest.CaptureFixture) -> None:
+    """The worker plugin the flow registers: a worker process logging a credential prints it
+    masked (worker processes write to this process's stderr)."""
+    from distributed import Client, LocalCluster
+
+    from tasks.cluster import redact_secrets_on_workers
+
+    value = SECRETS["AWS_SECRET_ACCESS_KEY"]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
+        redact_secrets_on_workers(client, Secret(value), None)
+        client.submit(_log_on_worker, f"signing with {value} now", pure=False).result()
+        client.run(lambda: [h.flush() for h in logging.getLogger().handlers])
+    err = capfd.readouterr().err
+    assert "signing with *** now" in err and value not in err

@@ -1,7 +1,7 @@
 """Keyed hashes (HMAC-SHA256) that stand in for patient, study and series identifiers.
 
 No raw name, ID or UID leaves the index: outputs carry these keys. The secret comes in as an
-argument (read once from the environment at the edge, e.g. ``VERTFRAC_SECRET`` in the CLI).
+argument, read once at the edge from ``VERTFRAC_PSEUDONYM_KEY`` (``vertfrac_core.privacy``).
 """
 
 from __future__ import annotations
