@@ -56,9 +56,10 @@ class Redactor:
     secret: bytes | str = field(repr=False)
     words: frozenset[str] = field(default=frozenset(), repr=False)  # identifiers: never printed
     phrases: frozenset[tuple[str, ...]] = field(default=frozenset(), repr=False)
+    _lengths: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_lengths", sorted({len(p) for p in self.phrases}, reverse=True))
+        object.__setattr__(self, "_lengths", tuple(sorted({len(p) for p in self.phrases}, reverse=True)))
 
     @classmethod
     def from_values(cls, secret: bytes | str, *, ids: Iterable[str] = (),
