@@ -61,10 +61,13 @@ def load_any(path: str, storage_options: dict | None = None) -> Volume:
 
 
 def analyze_volume(volume: Volume, *, source: str, models: Models, out_dir: Path | None = None,
-                   grading: GradingSettings = GradingSettings()) -> ScanResult:
-    """Analyse one loaded volume. Writes the PNG into ``out_dir`` when given."""
+                   grading: GradingSettings = GradingSettings(), second_look: bool = True) -> ScanResult:
+    """Analyse one loaded volume. Writes the PNG into ``out_dir`` when given. With
+    ``second_look``, the centre line is moved onto the body centres found by step 2 and the
+    straightened image is read again (:mod:`vertfrac_core.localize.refine_line`)."""
     from vertfrac_core.density import study_l1, trabecular_hu
     from vertfrac_core.detect.sample import straightened_image
+    from vertfrac_core.localize.refine_line import body_lateral_offsets, refine_line
     from vertfrac_core.reformat import Reformation
 
     timings: dict[str, float] = {}
@@ -82,6 +85,17 @@ def analyze_volume(volume: Volume, *, source: str, models: Models, out_dir: Path
         timings["detect"] = time.perf_counter() - t
         if not dets:
             raise NoSpineError("no vertebra detected on the straightened image")
+        line_lps = ref.spline(np.arange(0.0, ref.length_mm + 1e-9, 1.0))
+        if second_look:
+            # the line moved onto the measured body centres; keypoints onto each body's own
+            # mid-sagittal plane (vertfrac_core.localize.refine_line)
+            t = time.perf_counter()
+            lateral = body_lateral_offsets(volume, ref, [d.keypoints_rc for d in dets])
+            better = refine_line(ref, [d.keypoints_rc for d in dets], lateral)
+            if better is not None:
+                line_lps = better
+            dets = [d if u is None else d.moved_laterally(ref, u) for d, u in zip(dets, lateral, strict=True)]
+            timings["second_look"] = time.perf_counter() - t
         stage, t = Stage.MORPHOMETRY, time.perf_counter()
         graded = grade_spine([d.level for d in dets], [d.keypoints_lps for d in dets], grading)
         timings["morphometry"] = time.perf_counter() - t
@@ -110,7 +124,7 @@ def analyze_volume(volume: Volume, *, source: str, models: Models, out_dir: Path
                        title=f"vertfrac {models.version}")
             images["sagittal"] = "sagittal.png"
             timings["render"] = time.perf_counter() - t
-        line = curve.points_lps[::5]
+        line = line_lps[::5]
         return ScanResult(
             source=source, status=ScanStatus.OK, model_version=models.version,
             spine_curve_lps=[[round(float(x), 2) for x in p] for p in line], vertebrae=verts,
@@ -127,6 +141,23 @@ def analyze_volume(volume: Volume, *, source: str, models: Models, out_dir: Path
         log.exception("analysis of %s failed at %s", source, stage.value)
         return ScanResult.failure(source, models.version, stage, "internal_error",
                                   f"{type(err).__name__}: {err}", timings)
+
+
+class SecondLookLocalizer:
+    """Step 1 followed by the second look (step 2 on the first straightening, the line moved onto
+    the bodies it found), as a localizer: what ``vertfrac evaluate localizer --second-look``
+    scores. The line is the one :func:`analyze_volume` reports."""
+
+    def __init__(self, models: Models) -> None:
+        self.models = models
+
+    def __call__(self, volume: Volume):
+        from vertfrac_core.localize.model import SpineCurve
+
+        res = analyze_volume(volume, source="evaluation", models=self.models)
+        if res.status != ScanStatus.OK:
+            raise NoSpineError(res.error or "analysis failed")
+        return SpineCurve(points_lps=np.asarray(res.spine_curve_lps, dtype=float))
 
 
 def analyze_path(path: str, out_dir: Path, models: Models | None = None) -> ScanResult:

@@ -266,6 +266,8 @@ def evaluate_localizer_cmd(
     profile: str = typer.Option("full", "--profile", help="Acquisition profile of the phantoms."),
     real: bool = typer.Option(True, "--real/--no-real", help="Also score the real CTs in ../shared/data."),
     weights: Path = typer.Option(None, "--weights", help="Localizer weights (default: shipped)."),
+    second_look: bool = typer.Option(False, "--second-look", help="Score the line after the second look "
+                                     "(moved onto the bodies step 2 found), as `analyze` reports it."),
     out: Path = typer.Option(Path("benchmarks/results"), "--out", help="Folder for the result tables."),
 ) -> None:
     """Distance from true body centres to the predicted centre line; writes result tables."""
@@ -275,13 +277,19 @@ def evaluate_localizer_cmd(
     from vertfrac_core.localize.model import WEIGHTS, Localizer
 
     loc = Localizer(weights or WEIGHTS)
+    if second_look:
+        from vertfrac_core.analyze import Models, SecondLookLocalizer, load_models
+
+        m = load_models()
+        loc = SecondLookLocalizer(Models(loc, m.detector, m.version))
     results = {}
     if phantoms:
         results["phantoms"] = evaluate(phantom_cases(phantoms, seed, profile), loc)
     if real:
         shared = Path(__file__).resolve().parents[2] / "shared" / "data"
         results["real"] = evaluate(real_cases(shared), loc)
-    for name, path in write_localizer_tables(results, out, f"seeds {seed}..{seed + phantoms - 1}, profile {profile}").items():
+    for name, path in write_localizer_tables(results, out, f"seeds {seed}..{seed + phantoms - 1}, profile {profile}",
+                                             "localizer_second_look" if second_look else "localizer").items():
         typer.echo(f"{name}: {path}")
 
 

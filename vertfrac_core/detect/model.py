@@ -26,6 +26,13 @@ class DetectedVertebra:
     keypoints_lps: np.ndarray  # (6, 3)
     center_lps: np.ndarray  # (3,)
 
+    def moved_laterally(self, ref: Reformation, u_mm: float) -> DetectedVertebra:
+        """The same keypoints on the plane ``u_mm`` to the side of the straightening plane."""
+        from dataclasses import replace
+
+        kp3 = ref.to_lps(self.keypoints_rc[:, 0], self.keypoints_rc[:, 1], u_mm)
+        return replace(self, keypoints_lps=kp3, center_lps=kp3.mean(axis=0))
+
 
 class Detector:
     def __init__(self, weights: Path = WEIGHTS, device: str | None = None,

@@ -16,14 +16,16 @@ def _fmt(x: float, nd: int = 2) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.{nd}f}"
 
 
-def write_localizer_tables(results: dict[str, list[CaseResult]], out: Path, note: str) -> dict[str, Path]:
+def write_localizer_tables(results: dict[str, list[CaseResult]], out: Path, note: str,
+                           stem: str = "localizer") -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, res in results.items():
         s = summary(res)
-        md = out / f"localizer_{name}.md"
+        md = out / f"{stem}_{name}.md"
+        title = "Localizer" if stem == "localizer" else "Localizer + second look (line moved onto the bodies step 2 found)"
         lines = [
-            f"# Localizer on {name}", "",
+            f"# {title} on {name}", "",
             f"Run {date.today().isoformat()} on {platform.machine()} "
             f"({note if name == 'phantoms' else 'the real CTs in ../shared/data/real'}). Distance = from each "
             "visible true vertebral body centre to the predicted centre line.", "",
@@ -42,7 +44,7 @@ def write_localizer_tables(results: dict[str, list[CaseResult]], out: Path, note
                 f"{' '.join(f'{lv}:{x:.1f}' for lv, x in zip(r.levels, d, strict=False)) if name == 'real' else (r.levels[0] + '-' + r.levels[-1] if r.levels else '-')} | "
                 f"{'FAILED: ' + r.failed if r.failed else 'ok'} | {r.detail} |")
         md.write_text("\n".join(lines) + "\n")
-        with open(out / f"localizer_{name}.csv", "w", newline="") as fh:
+        with open(out / f"{stem}_{name}.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["case", "visible", "mean_mm", "max_mm", "inside", "failed", "detail"])
             for r in res:
