@@ -43,7 +43,6 @@ def dask_client(scheduler: str | None = None, *, workers: int = 2, threads_per_w
         cluster.close()
 
 
-
 class RedactSecrets(WorkerPlugin):
     """Dask worker plugin: ``privacy.redact_secrets_in_logs(secrets)`` in each worker process
     (present and future: a worker restarted by its nanny runs ``setup`` again)."""
@@ -62,4 +61,6 @@ class RedactSecrets(WorkerPlugin):
 def redact_secrets_on_workers(client: Any, *values: str | None) -> None:
     """Keep ``values`` out of every worker's logs too, so that worker-side libraries (botocore
     signing S3 requests at DEBUG) cannot print the credentials."""
-    client.register_plugin(RedactSecrets(tuple(v for v in values if v)))
+    from vertfrac_core.privacy import Secret
+
+    client.register_plugin(RedactSecrets(tuple(Secret(v) for v in values if v)))
