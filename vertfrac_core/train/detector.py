@@ -53,6 +53,7 @@ class DetectorTrainSettings:
     checkpoint_every: int = 100
     threads: int = 1
     init_from: str | None = None
+    strong_augment: bool = False  # scanner-look augmentation (:func:`_scanner_look`)
 
 
 def _load(path: Path) -> dict:
@@ -60,7 +61,29 @@ def _load(path: Path) -> dict:
     return {k: z[k] for k in z.files}
 
 
-def _crop(s: dict, rows: int, rng: np.random.Generator):
+def _scanner_look(img: np.ndarray, rng: np.random.Generator, strong: bool) -> np.ndarray:
+    """With ``strong``, make the phantom look like other scanners and patients: blur (thick
+    slices, soft kernels: more along the rows), a dimmer cortex (compressed above 250 HU) and a
+    darker or brighter trabecular bone (HU between 80 and 350 shifted)."""
+    if not strong:
+        return img
+    from scipy.ndimage import gaussian_filter
+
+    out = img
+    if rng.random() < 0.6:
+        sr, sc = rng.uniform(0.3, 1.8), rng.uniform(0.2, 1.0)
+        out = np.stack([gaussian_filter(ch, (sr, sc)) for ch in out])
+    if rng.random() < 0.6:
+        k = rng.uniform(0.4, 1.0)
+        out = np.where(out > 250.0, 250.0 + (out - 250.0) * k, out)
+    if rng.random() < 0.5:
+        shift = rng.uniform(-90.0, 40.0)
+        w = np.clip((out - 80.0) / 40.0, 0, 1) * np.clip((350.0 - out) / 60.0, 0, 1)
+        out = out + shift * w
+    return out.astype(np.float32)
+
+
+def _crop(s: dict, rows: int, rng: np.random.Generator, strong: bool = False):
     from vertfrac_core.detect.codec import encode
 
     img = s["image"].astype(np.float32)
@@ -82,6 +105,7 @@ def _crop(s: dict, rows: int, rng: np.random.Generator):
         else:
             img[:, :cut] = -1024.0
             keep &= c[:, 0] > cut + 4
+    img = _scanner_look(img, rng, strong)
     a, b = rng.uniform(0.85, 1.15), rng.uniform(-40, 40)
     img = img * a + b + rng.normal(0, rng.uniform(0, 30), img.shape).astype(np.float32)
     levels = [str(x) for x, k in zip(s["levels"], keep, strict=True) if k]
@@ -143,7 +167,8 @@ def train_detector(settings: DetectorTrainSettings, resume: bool = False) -> Pat
             keys = list(cache)
             imgs, ts = [], []
             for _ in range(settings.batch):
-                img, t = _crop(cache[keys[int(rng.integers(len(keys)))]], settings.crop_rows, rng)
+                img, t = _crop(cache[keys[int(rng.integers(len(keys)))]], settings.crop_rows, rng,
+                               settings.strong_augment)
                 imgs.append(image_to_input(img))
                 ts.append(t)
             x = torch.from_numpy(np.stack(imgs))
