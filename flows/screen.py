@@ -137,7 +137,7 @@ def screen_flow(
     the run refuses to start without a key (``privacy.py``).
     """
     from tasks.cluster import dask_client, redact_secrets_on_workers
-    from tasks.infer import screen_on_dask, worker_model_version
+    from tasks.infer import screen_on_dask, start_model_probe
 
     logger = get_run_logger()
     secret = _secret(demo)
@@ -158,11 +158,6 @@ def screen_flow(
     settings = ScreenSettings(max_fallbacks=max_fallbacks, storage_attempts=storage_attempts,
                               storage_base_delay_s=storage_retry_s, images=store,
                               limits=ScanLimits.from_mb(max_volume_mb, scan_timeout_s))
-    summary.repaired = list(repair_t(store).rolled_forward)
-    plan = discover_t(source, src_opts, store, secret)
-    summary.source_objects = plan.counts["objects"]
-    summary.objects_changed = plan.counts["added"] + plan.counts["changed"]
-
     def write(outcomes: list[ScanOutcome]) -> None:
         kept = [o for o in outcomes if not o.transient]
         summary.deferred += len(outcomes) - len(kept)
@@ -182,7 +177,12 @@ def screen_flow(
 
     with dask_client(scheduler, workers=workers, gpu=gpu) as client:
         redact_secrets_on_workers(client, secret, storage.key, storage.secret)
-        version, why_not = worker_model_version(client, spec, gpu=gpu)
+        probe = start_model_probe(client, spec, gpu=gpu)  # models load on a worker meanwhile
+        summary.repaired = list(repair_t(store).rolled_forward)
+        plan = discover_t(source, src_opts, store, secret)
+        summary.source_objects = plan.counts["objects"]
+        summary.objects_changed = plan.counts["added"] + plan.counts["changed"]
+        version, why_not = probe.result()
         summary.model_version = version or NO_MODEL
         done = keys_t(store, "scans")
         # unchanged studies are read again only when their result for this model is missing
@@ -192,6 +192,12 @@ def screen_flow(
         redactor = index.redactor()  # names, IDs and UIDs out of the text columns
         published = keys_t(store, "series_index", ("series_key", "content_hash"))
         new_rows = new_series_rows(quote(index), quote(published))
+        items = work_items(index)
+        todo = pending(items, done, summary.model_version)
+        # scans are submitted now: the workers compute while this process writes the index
+        batches = (screen_on_dask(client, todo, spec, version, settings=settings,
+                                  storage_options=src_opts, gpu=gpu, batch_size=batch_size,
+                                  progress=progress) if version is not None else iter(()))
         index_ok = True
         if len(new_rows):
             index_ok = write_t(store, quote({"series_index": new_rows}), batch_id=new_batch_id(day),
@@ -203,8 +209,6 @@ def screen_flow(
         if index_ok and changed:  # if not ok, the next run reads these objects again
             manifest_t(store, quote(manifest))
         summary.series, summary.studies = totals(manifest)
-        items = work_items(index)
-        todo = pending(items, done, summary.model_version)
         summary.already_done = summary.studies - len(todo)
         logger.info("%d studies with a usable series, %d read this run (%d selected rows new); "
                     "model %s: %d to screen, %d already done", summary.studies, len(items),
@@ -215,9 +219,7 @@ def screen_flow(
             if todo:
                 write([skipped_outcome(it, "analyzer_unavailable", why_not or "") for it in todo])
         else:
-            for outcomes in screen_on_dask(client, todo, spec, version, settings=settings,
-                                           storage_options=src_opts, gpu=gpu,
-                                           batch_size=batch_size, progress=progress):
+            for outcomes in batches:
                 write(outcomes)
     logger.info(summary.describe())
     if summary.deferred:

@@ -33,19 +33,29 @@ def _resources(gpu: bool) -> dict[str, float] | None:
     return {"GPU": 1} if gpu else None
 
 
-def worker_model_version(client: Any, spec: AnalyzerSpec, *, gpu: bool = False) -> tuple[str | None, str | None]:
-    """(model version, None) as a worker loads it, or (None, why the analyser is unavailable).
-
-    Runs on a worker, so the models are loaded where they will be used (and cached there)."""
+def _probe(spec: AnalyzerSpec) -> tuple[str | None, str | None]:
+    """On a worker: (model version, None) once the models are loaded (and cached there), or
+    (None, why the analyser is unavailable)."""
     from vertfrac_core.screening import model_version
 
-    reason = client.submit(unavailable_reason, spec, pure=False, resources=_resources(gpu)).result()
+    reason = unavailable_reason(spec)
     if reason is not None:
         return None, reason
     try:
-        return client.submit(model_version, spec, pure=False, resources=_resources(gpu)).result(), None
+        return model_version(spec), None
     except Exception as err:  # noqa: BLE001 - e.g. weights not trained/installed yet
         return None, f"{spec.load_models} failed on a worker ({type(err).__name__}: {err})"
+
+
+def start_model_probe(client: Any, spec: AnalyzerSpec, *, gpu: bool = False) -> Any:
+    """A future of :func:`_probe`: the models start loading on a worker (seconds: torch import,
+    weights) while the flow lists and indexes the archive."""
+    return client.submit(_probe, spec, pure=False, resources=_resources(gpu))
+
+
+def worker_model_version(client: Any, spec: AnalyzerSpec, *, gpu: bool = False) -> tuple[str | None, str | None]:
+    """(model version, None) as a worker loads it, or (None, why the analyser is unavailable)."""
+    return start_model_probe(client, spec, gpu=gpu).result()
 
 
 def _lost(item: WorkItem, version: str, err: BaseException) -> ScanOutcome:
@@ -67,16 +77,22 @@ def screen_on_dask(client: Any, items: list[WorkItem], spec: AnalyzerSpec, versi
                    settings: ScreenSettings = ScreenSettings(),
                    storage_options: dict[str, Any] | None = None, gpu: bool = False,
                    batch_size: int = 200, progress: bool = False) -> Iterator[list[ScanOutcome]]:
-    """Submit one task per item; yield outcomes in lists of up to ``batch_size`` as they finish.
+    """Submit one task per item now; the returned iterator yields outcomes in lists of up to
+    ``batch_size`` as they finish (the caller can do other work while the workers compute).
 
     Every item yields exactly one outcome, whatever happens to the workers."""
-    from distributed import as_completed
-
     if not items:
-        return
+        return iter(())
     keys = [f"screen-{it.study_key[:16]}-{it.selected.content_hash[:8]}" for it in items]
     futures = client.map(screen_study, items, key=keys, spec=spec, settings=settings,
                          storage_options=storage_options, pure=False, resources=_resources(gpu))
+    return _collect(client, futures, items, version, batch_size, progress)
+
+
+def _collect(client: Any, futures: list[Any], items: list[WorkItem], version: str, batch_size: int,
+             progress: bool) -> Iterator[list[ScanOutcome]]:
+    from distributed import as_completed
+
     by_key = {f.key: it for f, it in zip(futures, items, strict=True)}
     bar = _progress_bar(len(items)) if progress else None
     done, pending_batch = 0, []

@@ -15,7 +15,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from conftest import FAKE, FAST_RETRY, REPO
+
+from tests.pipeline.conftest import FAKE, FAST_RETRY, REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]

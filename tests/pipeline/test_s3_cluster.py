@@ -12,7 +12,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pytest
-from conftest import FAKE, FAST_RETRY
+
+from tests.pipeline.conftest import FAKE, FAST_RETRY
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3, pytest.mark.usefixtures("prefect_api"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]

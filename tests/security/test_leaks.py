@@ -23,10 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SECRETS
 from hostile_analyzer import digest
 from leaks import file_texts, find_leaks, output_texts, prefect_texts
 
+from tests.security.conftest import SECRETS
 from vertfrac_core.dicom.index import build_index
 from vertfrac_core.limits import volume_bytes
 from vertfrac_core.redact import png_chunk, strip_png_text

@@ -13,10 +13,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import SECRETS
 from leaks import find_leaks, prefect_texts
 from typer.testing import CliRunner
 
+from tests.security.conftest import SECRETS
 from vertfrac_core.batches import TableStore
 from vertfrac_core.cli import app
 from vertfrac_core.dicom.keys import DEMO_SECRET
