@@ -378,6 +378,23 @@ def evaluate_detector_cmd(
                               "straightened images with step-1-like line errors", out))
 
 
+@evaluate_app.command("real")
+def evaluate_real_cmd(
+    out: Path = typer.Option(Path("benchmarks/results"), "--out"),
+) -> None:
+    """Step 2 on the real CTs of ../shared/data/real, vertebra by vertebra, against their masks."""
+    _setup_logging(False)
+    from datetime import date
+
+    from vertfrac_core.analyze import load_models
+    from vertfrac_core.eval.real import evaluate_real, write_real_table
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    m = load_models()
+    rows = evaluate_real(shared, m)
+    typer.echo(write_real_table(rows, out, f"Run {date.today().isoformat()}, models {m.version}."))
+
+
 @evaluate_app.command("pipeline")
 def evaluate_pipeline_cmd(
     phantoms: int = typer.Option(50, "--phantoms", min=1),

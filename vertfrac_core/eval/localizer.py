@@ -88,19 +88,24 @@ def phantom_cases(n: int, seed: int, profile: str) -> Iterable[tuple[str, Volume
                [t.level for t, v in zip(ph.truth, vis, strict=True) if v], detail)
 
 
+def cut_by_field_of_view(kji: np.ndarray, shape: tuple[int, ...], affine_lps: np.ndarray) -> bool:
+    """True when a label's voxels (rows of [k, j, i]) touch the first or last slice along the
+    array axis that runs head-feet (whichever it is: sagittal and coronal stacks exist)."""
+    c = int(np.argmax(np.abs(np.asarray(affine_lps)[2, :3])))  # i, j or k column
+    axis = 2 - c  # position in [k, j, i]
+    return bool(kji[:, axis].min() == 0 or kji[:, axis].max() == shape[axis] - 1)
+
+
 def body_centroids(labels: np.ndarray, affine_lps: np.ndarray, names: dict[int, str],
                    body_mask: np.ndarray | None = None, min_voxels: int = 200
                    ) -> tuple[np.ndarray, list[str]]:
     """Vertebral body centroids (LPS) of the fully visible vertebrae of a label map [k, j, i]."""
     vol = Volume(hu=labels, affine_lps=affine_lps)
     out, lv = [], []
-    nk = labels.shape[0]
     for value, name in sorted(names.items()):
         kji = np.argwhere(labels == value)
-        if len(kji) < min_voxels:
+        if len(kji) < min_voxels or cut_by_field_of_view(kji, labels.shape, affine_lps):
             continue
-        if kji[:, 0].min() == 0 or kji[:, 0].max() == nk - 1:
-            continue  # cut by the field of view
         pts = vol.voxel_to_lps(kji[:, ::-1].astype(float))
         if body_mask is not None:
             sel = body_mask[tuple(kji.T)]
@@ -115,19 +120,22 @@ def body_centroids(labels: np.ndarray, affine_lps: np.ndarray, names: dict[int, 
     return np.array(out).reshape(-1, 3), lv
 
 
-def real_cases(shared_data: Path) -> Iterable[tuple[str, Volume, np.ndarray, list[str], str]]:
-    """The real CTs of ../shared/data/real with their vertebra masks."""
+REAL_SPECS = [  # CT, vertebra label map, label names, body subregion map (TPTBox: 49/50 = body)
+    ("verse/sub-verse005_ct.nii.gz", "verse/sub-verse005_seg-vert_msk.nii.gz", VERSE_LEVELS, None),
+    ("verse/sub-verse006_ct.nii.gz", "verse/sub-verse006_seg-vert_msk.nii.gz", VERSE_LEVELS, None),
+    ("totalseg/example_ct.nii.gz", "totalseg/example_vertebrae.nii.gz", TOTALSEG_LEVELS, None),
+    ("tptbox/sub-ct_label-22_ct.nii.gz", "tptbox/sub-ct_seg-vert_label-22_msk.nii.gz", VERSE_LEVELS,
+     "tptbox/sub-ct_seg-subreg_label-22_msk.nii.gz"),
+]
+
+
+def real_label_cases(shared_data: Path):
+    """(name, CT volume, label map [k, j, i], its affine, label names, body mask or None) of the
+    real CTs of ../shared/data/real that have vertebra masks."""
     from vertfrac_core.nifti import load_nifti, load_nifti_array
 
     real = shared_data / "real"
-    specs = [
-        ("verse/sub-verse005_ct.nii.gz", "verse/sub-verse005_seg-vert_msk.nii.gz", VERSE_LEVELS, None),
-        ("verse/sub-verse006_ct.nii.gz", "verse/sub-verse006_seg-vert_msk.nii.gz", VERSE_LEVELS, None),
-        ("totalseg/example_ct.nii.gz", "totalseg/example_vertebrae.nii.gz", TOTALSEG_LEVELS, None),
-        ("tptbox/sub-ct_label-22_ct.nii.gz", "tptbox/sub-ct_seg-vert_label-22_msk.nii.gz", VERSE_LEVELS,
-         "tptbox/sub-ct_seg-subreg_label-22_msk.nii.gz"),
-    ]
-    for ct, msk, names, sub in specs:
+    for ct, msk, names, sub in REAL_SPECS:
         if not (real / ct).exists():
             continue
         mask_path = real / msk
@@ -142,6 +150,12 @@ def real_cases(shared_data: Path) -> Iterable[tuple[str, Volume, np.ndarray, lis
         if sub is not None and (real / sub).exists():
             sl, _ = load_nifti_array(str(real / sub))
             body = np.isin(sl, (49, 50))
+        yield ct, vol, lab, aff, names, body
+
+
+def real_cases(shared_data: Path) -> Iterable[tuple[str, Volume, np.ndarray, list[str], str]]:
+    """The real CTs of ../shared/data/real with their vertebral body centroids."""
+    for ct, vol, lab, aff, names, body in real_label_cases(shared_data):
         centres, levels = body_centroids(lab, aff, names, body)
         yield ct, vol, centres, levels, f"{vol.shape} spacing {np.round(vol.spacing_mm, 2).tolist()}"
 

@@ -1,0 +1,141 @@
+"""`vertfrac evaluate real`: step 2 on the real CTs of ../shared/data/real, vertebra by vertebra.
+
+For every vertebra whose mask is fully in view (not cut by the first or last slice): was a body
+detected there (a predicted centre inside that vertebra's mask), with which level, and do the
+predicted heights agree with the mask? Mask heights are measured in the predicted vertebra's
+own frame (superior axis from its keypoints, antero-posterior axis from its walls): the extent
+along the superior axis of the body's mask voxels within 3 mm of the mid-sagittal plane, in
+a 3 mm wide column just inside the anterior wall, at the middle and just inside the posterior
+wall (plus one voxel's extent). The body is the TPTBox body subregion where there is one, else
+the anterior 38 % of the vertebra's mask. Published Genant grades (VerSe) are shown beside.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vertfrac_core.volume import Volume
+
+
+@dataclass
+class RealRow:
+    case: str
+    level: str
+    detected: bool
+    predicted_level: str = "-"
+    pred_h: tuple[float, float, float] | None = None
+    mask_h: tuple[float, float, float] | None = None
+    grade: int | None = None
+    published_grade: int | None = None
+
+    @property
+    def max_height_diff(self) -> float | None:
+        if self.pred_h is None or self.mask_h is None or any(np.isnan(self.mask_h)):
+            return None
+        return float(np.max(np.abs(np.subtract(self.pred_h, self.mask_h))))
+
+
+def _mask_heights(points: np.ndarray, kp: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float]:
+    sup = np.mean([kp[0] - kp[1], kp[2] - kp[3], kp[4] - kp[5]], axis=0)
+    e_s = sup / np.linalg.norm(sup)
+    ap = 0.5 * (kp[0] + kp[1]) - 0.5 * (kp[4] + kp[5])
+    ap = ap - (ap @ e_s) * e_s
+    e_a = ap / np.linalg.norm(ap)
+    e_l = np.cross(e_s, e_a)
+    c = kp.mean(axis=0)
+    rel = points - c
+    a, s, lat = rel @ e_a, rel @ e_s, rel @ e_l
+    near = np.abs(lat) <= 3.0
+    a_ant, a_post = float(kp[[0, 1]].mean(axis=0) @ e_a - c @ e_a), float(kp[[4, 5]].mean(axis=0) @ e_a - c @ e_a)
+    voxel = float(np.abs(e_s) @ spacing)
+    out = []
+    for lo, hi in ((a_ant - 4.0, a_ant - 1.0), (-1.5, 1.5), (a_post + 1.0, a_post + 4.0)):
+        sel = near & (a >= lo) & (a <= hi)
+        out.append(float(s[sel].max() - s[sel].min() + voxel) if sel.sum() >= 3 else float("nan"))
+    return out[0], out[1], out[2]
+
+
+def published_grades(shared_data: Path) -> dict[tuple[str, str], int]:
+    path = shared_data / "real" / "verse" / "genant_grades.csv"
+    if not path.exists():
+        return {}
+    with open(path) as fh:
+        return {(r["subject"], r["level"]): int(r["genant_grade"]) for r in csv.DictReader(fh)}
+
+
+def evaluate_real(shared_data: Path, models) -> list[RealRow]:
+    from vertfrac_core.analyze import analyze_volume
+    from vertfrac_core.eval.localizer import cut_by_field_of_view, real_label_cases
+    from vertfrac_core.result import ScanStatus
+
+    grades = published_grades(shared_data)
+    rows: list[RealRow] = []
+    for name, vol, lab, aff, names, body in real_label_cases(shared_data):
+        res = analyze_volume(vol, source=name, models=models)
+        preds = res.vertebrae if res.status == ScanStatus.OK else []
+        labvol = Volume(hu=lab, affine_lps=aff)
+        spacing = np.array(labvol.spacing_mm)
+        subject = name.split("/")[-1].split("_")[0]
+        # which label each predicted centre falls in
+        hit = []
+        for v in preds:
+            ijk = np.round(labvol.lps_to_voxel(np.array([v.center_lps]))[0]).astype(int)
+            inside = all(0 <= ijk[d] < lab.shape[2 - d] for d in range(3))
+            hit.append(int(lab[ijk[2], ijk[1], ijk[0]]) if inside else 0)
+        for value, level in sorted(names.items()):
+            kji = np.argwhere(lab == value)
+            if len(kji) < 200 or cut_by_field_of_view(kji, lab.shape, aff):
+                continue
+            row = RealRow(case=name, level=level, detected=value in hit,
+                          published_grade=grades.get((subject, level)))
+            if row.detected:
+                v = preds[hit.index(value)]
+                row.predicted_level, row.grade = v.level, v.grade
+                row.pred_h = (v.ha_mm, v.hm_mm, v.hp_mm)
+                pts = labvol.voxel_to_lps(kji[:, ::-1].astype(float))
+                if body is not None and body[tuple(kji.T)].sum() > 50:
+                    pts = pts[body[tuple(kji.T)]]
+                else:
+                    y = pts[:, 1]
+                    pts = pts[y <= y.min() + 0.38 * (y.max() - y.min())]
+                row.mask_h = _mask_heights(pts, np.array(v.keypoints_lps), spacing)
+            rows.append(row)
+        for v, h in zip(preds, hit, strict=True):
+            if h == 0 or h not in names:
+                rows.append(RealRow(case=name, level="(none)", detected=False, predicted_level=v.level,
+                                    pred_h=(v.ha_mm, v.hm_mm, v.hp_mm), grade=v.grade))
+    return rows
+
+
+def write_real_table(rows: list[RealRow], out: Path, note: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "step2_real.md"
+    truth = [r for r in rows if r.level != "(none)"]
+    found = [r for r in truth if r.detected]
+    right = [r for r in found if r.predicted_level == r.level]
+    diffs = [d for r in found if (d := r.max_height_diff) is not None]
+    fp = [r for r in rows if r.level == "(none)"]
+    lines = [
+        "# Step 2 on the real CTs", "", note, "",
+        f"Vertebrae fully in view: {len(truth)}; detected: {len(found)}; with the right level: "
+        f"{len(right)}; detections outside any such vertebra: {len(fp)}; height agreement with the "
+        f"mask within 2 mm (all three heights): {sum(d <= 2.0 for d in diffs)}/{len(diffs)}.", "",
+        "| case | level (mask) | detected | predicted level | ha/hm/hp predicted mm | ha/hm/hp mask mm | max diff mm | grade | published grade |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def h(x):
+        return "-" if x is None else "/".join("-" if np.isnan(v) else f"{v:.1f}" for v in x)
+
+    for r in rows:
+        d = r.max_height_diff
+        lines.append(f"| {r.case} | {r.level} | {'yes' if r.detected else 'no'} | {r.predicted_level} | "
+                     f"{h(r.pred_h)} | {h(r.mask_h)} | {'-' if d is None else f'{d:.1f}'} | "
+                     f"{'-' if r.grade is None else r.grade} | "
+                     f"{'-' if r.published_grade is None else r.published_grade} |")
+    path.write_text("\n".join(lines) + "\n")
+    return path
