@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -276,7 +277,7 @@ def evaluate_localizer_cmd(
     from vertfrac_core.eval.report import write_localizer_tables
     from vertfrac_core.localize.model import WEIGHTS, Localizer
 
-    loc = Localizer(weights or WEIGHTS)
+    loc: Any = Localizer(weights or WEIGHTS)
     if second_look:
         from vertfrac_core.analyze import Models, SecondLookLocalizer, load_models
 

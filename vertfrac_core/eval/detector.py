@@ -138,7 +138,8 @@ def evaluate_detector(n: int, seed: int, detector, samples_dir: str | None = Non
         # truth keypoints on the same central plane as the predictions (lateral offset dropped);
         # a body cut by the field of view is ignored: not counted as missed when absent, and a
         # prediction on it is neither a hit nor a false positive
-        truth, cut = [], []
+        truth: list[dict] = []
+        cut: list[dict] = []
         for c, k, lv, g in zip(smp.centres_rc, smp.keypoints_rc, smp.levels, smp.grades, strict=True):
             k3 = ref.to_lps(k[:, 0], k[:, 1], 0.0)
             (truth if fully_in_view(smp.image[1], k) else cut).append(
