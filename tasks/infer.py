@@ -53,11 +53,6 @@ def start_model_probe(client: Any, spec: AnalyzerSpec, *, gpu: bool = False) -> 
     return client.submit(_probe, spec, pure=False, resources=_resources(gpu))
 
 
-def worker_model_version(client: Any, spec: AnalyzerSpec, *, gpu: bool = False) -> tuple[str | None, str | None]:
-    """(model version, None) as a worker loads it, or (None, why the analyser is unavailable)."""
-    return start_model_probe(client, spec, gpu=gpu).result()
-
-
 def _lost(item: WorkItem, version: str, err: BaseException) -> ScanOutcome:
     """The outcome of a Dask task that did not return (worker died repeatedly, or a bug)."""
     from distributed import KilledWorker

@@ -63,8 +63,8 @@ def load_any(path: str, storage_options: dict | None = None) -> Volume:
 def analyze_volume(volume: Volume, *, source: str, models: Models, out_dir: Path | None = None,
                    grading: GradingSettings = GradingSettings(), second_look: bool = True) -> ScanResult:
     """Analyse one loaded volume. Writes the PNG into ``out_dir`` when given. With
-    ``second_look``, the centre line is moved onto the body centres found by step 2 and the
-    straightened image is read again (:mod:`vertfrac_core.localize.refine_line`)."""
+    ``second_look``, the reported centre line is moved onto the body centres found by step 2 and
+    each body's keypoints onto its own mid-sagittal plane (:mod:`vertfrac_core.localize.refine_line`)."""
     from vertfrac_core.density import study_l1, trabecular_hu
     from vertfrac_core.detect.sample import straightened_image
     from vertfrac_core.localize.refine_line import body_lateral_offsets, refine_line
@@ -85,17 +85,16 @@ def analyze_volume(volume: Volume, *, source: str, models: Models, out_dir: Path
         timings["detect"] = time.perf_counter() - t
         if not dets:
             raise NoSpineError("no vertebra detected on the straightened image")
-        line_lps = ref.spline(np.arange(0.0, ref.length_mm + 1e-9, 1.0))
+        line_lps = None
         if second_look:
-            # the line moved onto the measured body centres; keypoints onto each body's own
-            # mid-sagittal plane (vertfrac_core.localize.refine_line)
             t = time.perf_counter()
-            lateral = body_lateral_offsets(volume, ref, [d.keypoints_rc for d in dets])
-            better = refine_line(ref, [d.keypoints_rc for d in dets], lateral)
-            if better is not None:
-                line_lps = better
+            kps = [d.keypoints_rc for d in dets]
+            lateral = body_lateral_offsets(volume, ref, kps)
+            line_lps = refine_line(ref, kps, lateral)
             dets = [d if u is None else d.moved_laterally(ref, u) for d, u in zip(dets, lateral, strict=True)]
             timings["second_look"] = time.perf_counter() - t
+        if line_lps is None:
+            line_lps = ref.spline(np.arange(0.0, ref.length_mm + 1e-9, 1.0))
         stage, t = Stage.MORPHOMETRY, time.perf_counter()
         graded = grade_spine([d.level for d in dets], [d.keypoints_lps for d in dets], grading)
         timings["morphometry"] = time.perf_counter() - t

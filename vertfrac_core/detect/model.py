@@ -14,7 +14,6 @@ from vertfrac_core.errors import ModelError
 from vertfrac_core.reformat import Reformation
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "detector.pt"
-LEVEL_WEIGHTS = WEIGHTS.with_name("levels.pt")
 
 
 @dataclass(frozen=True)
@@ -26,12 +25,17 @@ class DetectedVertebra:
     keypoints_lps: np.ndarray  # (6, 3)
     center_lps: np.ndarray  # (3,)
 
-    def moved_laterally(self, ref: Reformation, u_mm: float) -> DetectedVertebra:
-        """The same keypoints on the plane ``u_mm`` to the side of the straightening plane."""
-        from dataclasses import replace
+    @classmethod
+    def on_plane(cls, ref: Reformation, keypoints_rc: np.ndarray, u_mm: float = 0.0, **kw) -> DetectedVertebra:
+        """A vertebra whose image keypoints lie on the plane ``u_mm`` to the side of the
+        straightening plane (0: the straightening plane itself)."""
+        kp3 = ref.to_lps(keypoints_rc[:, 0], keypoints_rc[:, 1], u_mm)
+        return cls(keypoints_rc=keypoints_rc, keypoints_lps=kp3, center_lps=kp3.mean(axis=0), **kw)
 
-        kp3 = ref.to_lps(self.keypoints_rc[:, 0], self.keypoints_rc[:, 1], u_mm)
-        return replace(self, keypoints_lps=kp3, center_lps=kp3.mean(axis=0))
+    def moved_laterally(self, ref: Reformation, u_mm: float) -> DetectedVertebra:
+        """The same image keypoints on the plane ``u_mm`` to the side of the straightening plane."""
+        return DetectedVertebra.on_plane(ref, self.keypoints_rc, u_mm, level=self.level,
+                                         level_confidence=self.level_confidence, score=self.score)
 
 
 class Detector:
@@ -127,13 +131,8 @@ class Detector:
                 if lv in GRADED_LEVELS]
 
     def __call__(self, image: np.ndarray, ref: Reformation) -> list[DetectedVertebra]:
-        out = []
-        for d, lv, c in self.detect_2d(image):
-            kp3 = ref.to_lps(d.keypoints_rc[:, 0], d.keypoints_rc[:, 1], 0.0)
-            out.append(DetectedVertebra(level=lv, level_confidence=c, score=d.score,
-                                        keypoints_rc=d.keypoints_rc, keypoints_lps=kp3,
-                                        center_lps=kp3.mean(axis=0)))
-        return out
+        return [DetectedVertebra.on_plane(ref, d.keypoints_rc, level=lv, level_confidence=c, score=d.score)
+                for d, lv, c in self.detect_2d(image)]
 
 
 def fully_in_view(mid_slab: np.ndarray, keypoints_rc: np.ndarray, margin_px: float = 1.0) -> bool:
@@ -159,11 +158,11 @@ def fill_gaps(strong: list[Detection], weak: list[Detection], min_share: float =
     spacing = float(np.median(np.diff(np.sort(rows))))
     kept = list(strong)
     for d in sorted(weak, key=lambda d: -d.score):
-        r, c = float(d.centre_rc[0]), float(d.centre_rc[1])
-        if min(abs(r - float(k.centre_rc[0])) for k in kept) < min_share * spacing:
+        dist = np.abs(np.array([float(k.centre_rc[0]) for k in kept]) - float(d.centre_rc[0]))
+        if dist.min() < min_share * spacing:
             continue
-        order = np.argsort([abs(r - float(k.centre_rc[0])) for k in kept])[:2]
-        if abs(c - np.mean([float(kept[i].centre_rc[1]) for i in order])) > 12:
+        nearest = np.argsort(dist)[:2]
+        if abs(float(d.centre_rc[1]) - np.mean([float(kept[i].centre_rc[1]) for i in nearest])) > 12:
             continue
         kept.append(d)
     kept.sort(key=lambda d: float(d.centre_rc[0]))

@@ -62,31 +62,30 @@ def _sample(a: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
     return map_coordinates(a, [r.ravel(), c.ravel()], order=1, mode="nearest").reshape(r.shape)
 
 
-def _peak(values: np.ndarray, offsets: np.ndarray) -> tuple[float, float]:
-    """Sub-pixel position (parabola through the maximum) and height of the maximum of each row."""
-    k = int(np.argmax(values))
-    v = float(values[k])
+def _subpixel(values: np.ndarray, k: int, offsets: np.ndarray) -> float:
+    """Offset of the parabola vertex through samples k-1, k, k+1 (the sample itself at the ends)."""
     if 0 < k < len(values) - 1:
         a, b, c = values[k - 1], values[k], values[k + 1]
         den = a - 2 * b + c
         d = 0.5 * (a - c) / den if den < 0 else 0.0
-        step = offsets[1] - offsets[0]
-        return float(offsets[k] + d * step), v
-    return float(offsets[k]), v
+        return float(offsets[k] + d * (offsets[1] - offsets[0]))
+    return float(offsets[k])
 
 
-def _first_edge(values: np.ndarray, offsets: np.ndarray, floor: float, share: float = 0.5) -> tuple[float, float]:
+def _peak(values: np.ndarray, offsets: np.ndarray) -> tuple[float, float]:
+    """Sub-pixel position and height of the maximum of a profile."""
+    k = int(np.argmax(values))
+    return _subpixel(values, k, offsets), float(values[k])
+
+
+def _first_edge(values: np.ndarray, offsets: np.ndarray, floor: float, share: float) -> tuple[float, float]:
     """The first local maximum, scanning from outside inwards (offsets ordered that way), that
-    reaches half the profile's maximum and ``floor``: the endplate's outer surface, not the
-    trabecular texture or the inner edge of the cortex behind it. (0, 0) when there is none."""
-    vmax = float(values.max())
-    thr = max(floor, share * vmax)
+    reaches ``share`` of the profile's maximum and ``floor``: the endplate's outer surface, not
+    the trabecular texture or the inner edge of the cortex behind it. (0, 0) when there is none."""
+    thr = max(floor, share * float(values.max()))
     for k in range(1, len(values) - 1):
         if values[k] >= thr and values[k] >= values[k - 1] and values[k] >= values[k + 1]:
-            a, b, c = values[k - 1], values[k], values[k + 1]
-            den = a - 2 * b + c
-            d = 0.5 * (a - c) / den if den < 0 else 0.0
-            return float(offsets[k] + d * (offsets[1] - offsets[0])), float(b)
+            return _subpixel(values, k, offsets), float(values[k])
     return 0.0, 0.0
 
 
@@ -117,16 +116,15 @@ def _fit_endplate(u: np.ndarray, y: np.ndarray, inward: float) -> np.ndarray | N
 
 
 def refine_keypoints(image: np.ndarray, keypoints_rc: list[np.ndarray],
-                     settings: RefineSettings = RefineSettings(),
-                     grads: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
+                     settings: RefineSettings = RefineSettings()) -> list[np.ndarray]:
     """Refined (6, 2) keypoints for every vertebra of a straightened image (central slab, HU)."""
-    gr, gc = grads if grads is not None else _gradients(image, settings.smooth_px)
+    gr, gc = _gradients(image, settings.smooth_px)
     return [_refine_one(gr, gc, np.asarray(k, float), settings) for k in keypoints_rc]
 
 
 def _refine_one(gr: np.ndarray, gc: np.ndarray, kp: np.ndarray, s: RefineSettings) -> np.ndarray:
     out = kp.copy()
-    h, w = gr.shape
+    h = gr.shape[0]
     # 1. walls: rows of the central half of the body
     top = 0.5 * (kp[0, 0] + kp[4, 0])
     bot = 0.5 * (kp[1, 0] + kp[5, 0])

@@ -29,8 +29,25 @@ class DetectorSample:
     levels: list[str]
     grades: np.ndarray  # (N,) truth Genant grade
     seed: int
-    line_lps: np.ndarray  # (M, 3) the centre line the image was straightened along
-    keypoints_lps: np.ndarray  # (N, 6, 3) truth in 3D (grading needs 3D: the reformation bends)
+    line_lps: np.ndarray  # (M, 3) the centre line the image was straightened along (for 3D)
+
+    def save(self, path) -> None:
+        """Write to ``path`` (.npz; the image as float16) under a temporary name, then rename."""
+        from pathlib import Path
+
+        path = Path(path)
+        tmp = path.with_name(f".tmp_{path.name}")
+        np.savez_compressed(tmp, image=self.image.astype(np.float16), keypoints=self.keypoints_rc,
+                            centres=self.centres_rc, levels=np.array(self.levels), grades=self.grades,
+                            line=self.line_lps)
+        tmp.rename(path)
+
+    @staticmethod
+    def load(path, seed: int) -> DetectorSample:
+        z = np.load(path)
+        return DetectorSample(image=z["image"].astype(np.float32), keypoints_rc=z["keypoints"],
+                              centres_rc=z["centres"], levels=[str(x) for x in z["levels"]],
+                              grades=z["grades"], seed=seed, line_lps=z["line"])
 
 
 def straightened_image(volume: Volume, ref: Reformation) -> np.ndarray:
@@ -104,7 +121,7 @@ def render_detector_sample(seed: int, enrich: bool = False) -> DetectorSample:
     seg = seg + np.concatenate([err, np.zeros((len(seg), 1))], axis=1)
     ref = Reformation(seg)
     image = straightened_image(vol, ref)
-    kps, kps3, cents, levels, grades = [], [], [], [], []
+    kps, cents, levels, grades = [], [], [], []
     for t in ph.truth:
         if not (z_lo + 3 < t.center_lps[2] < z_hi - 3):
             continue
@@ -113,11 +130,9 @@ def render_detector_sample(seed: int, enrich: bool = False) -> DetectorSample:
         if not (0 <= c[0] < image.shape[1]):
             continue
         kps.append(kp)
-        kps3.append(t.keypoints_lps)
         cents.append(c)
         levels.append(t.level)
         grades.append(int(t.grading.grade))
     return DetectorSample(image=image, keypoints_rc=np.array(kps).reshape(-1, 6, 2),
                           centres_rc=np.array(cents).reshape(-1, 2), levels=levels,
-                          grades=np.array(grades, dtype=int), seed=seed, line_lps=seg,
-                          keypoints_lps=np.array(kps3).reshape(-1, 6, 3))
+                          grades=np.array(grades, dtype=int), seed=seed, line_lps=seg)

@@ -96,19 +96,14 @@ class Tally:
 
 def _cached_or_rendered(seed: int, samples_dir: str | None):
     """The held-out sample of ``seed``: from ``samples_dir`` (``generate_samples``) when it is
-    there, else rendered now (same function, same result)."""
+    there with its centre line, else rendered now (same function, same result)."""
     from pathlib import Path
 
     from vertfrac_core.detect.sample import DetectorSample, render_detector_sample
 
     path = Path(samples_dir) / f"sample_{seed}.npz" if samples_dir else None
-    if path is not None and path.exists():
-        z = np.load(path)
-        if "line" in z.files:
-            return DetectorSample(image=z["image"].astype(np.float32), keypoints_rc=z["keypoints"],
-                                  centres_rc=z["centres"], levels=[str(x) for x in z["levels"]],
-                                  grades=z["grades"], seed=seed, line_lps=z["line"],
-                                  keypoints_lps=z["keypoints_lps"])
+    if path is not None and path.exists() and "line" in np.load(path).files:
+        return DetectorSample.load(path, seed)
     return render_detector_sample(seed)
 
 
@@ -140,14 +135,13 @@ def evaluate_detector(n: int, seed: int, detector, samples_dir: str | None = Non
         # prediction on it is neither a hit nor a false positive
         truth: list[dict] = []
         cut: list[dict] = []
-        for c, k, lv, g in zip(smp.centres_rc, smp.keypoints_rc, smp.levels, smp.grades, strict=True):
+        for k, lv, g in zip(smp.keypoints_rc, smp.levels, smp.grades, strict=True):
             k3 = ref.to_lps(k[:, 0], k[:, 1], 0.0)
             (truth if fully_in_view(smp.image[1], k) else cut).append(
-                {"centre_rc": c, "keypoints_rc": k, "centre": k3.mean(axis=0), "keypoints": k3,
+                {"outline": body_outline_2d(k), "centre": k3.mean(axis=0), "keypoints": k3,
                  "level": lv, "grade": int(g)})
-        pred = [p for p in pred if not any(point_in_polygon(p["centre_rc"], body_outline_2d(t["keypoints_rc"]))
-                                           for t in cut)]
-        tally.add_case(pred, truth, lambda p, t: point_in_polygon(p["centre_rc"], body_outline_2d(t["keypoints_rc"])))
+        pred = [p for p in pred if not any(point_in_polygon(p["centre_rc"], t["outline"]) for t in cut)]
+        tally.add_case(pred, truth, lambda p, t: point_in_polygon(p["centre_rc"], t["outline"]))
         log.info("seed %d: %d true, %d predicted, matched so far %d/%d", s, len(truth), len(pred),
                  tally.matched, tally.n_true)
     return tally

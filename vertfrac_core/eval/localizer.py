@@ -96,26 +96,35 @@ def cut_by_field_of_view(kji: np.ndarray, shape: tuple[int, ...], affine_lps: np
     return bool(kji[:, axis].min() == 0 or kji[:, axis].max() == shape[axis] - 1)
 
 
+def visible_labels(labels: np.ndarray, affine_lps: np.ndarray, names: dict[int, str],
+                   min_voxels: int = 200) -> Iterable[tuple[int, str, np.ndarray]]:
+    """(value, name, voxel indices [k, j, i]) of each labelled vertebra fully in view."""
+    for value, name in sorted(names.items()):
+        kji = np.argwhere(labels == value)
+        if len(kji) >= min_voxels and not cut_by_field_of_view(kji, labels.shape, affine_lps):
+            yield value, name, kji
+
+
+def body_points(vol: Volume, kji: np.ndarray, body_mask: np.ndarray | None) -> np.ndarray:
+    """LPS points of a vertebra's body: the body subregion where one is labelled (more than 50
+    voxels), else the anterior 38 % of the vertebra along the patient's antero-posterior axis."""
+    pts = vol.voxel_to_lps(kji[:, ::-1].astype(float))
+    if body_mask is not None:
+        sel = body_mask[tuple(kji.T)]
+        if sel.sum() > 50:
+            return pts[sel]
+    y = pts[:, 1]
+    return pts[y <= y.min() + 0.38 * (y.max() - y.min())]
+
+
 def body_centroids(labels: np.ndarray, affine_lps: np.ndarray, names: dict[int, str],
                    body_mask: np.ndarray | None = None, min_voxels: int = 200
                    ) -> tuple[np.ndarray, list[str]]:
     """Vertebral body centroids (LPS) of the fully visible vertebrae of a label map [k, j, i]."""
     vol = Volume(hu=labels, affine_lps=affine_lps)
     out, lv = [], []
-    for value, name in sorted(names.items()):
-        kji = np.argwhere(labels == value)
-        if len(kji) < min_voxels or cut_by_field_of_view(kji, labels.shape, affine_lps):
-            continue
-        pts = vol.voxel_to_lps(kji[:, ::-1].astype(float))
-        if body_mask is not None:
-            sel = body_mask[tuple(kji.T)]
-            if sel.sum() > 50:
-                out.append(pts[sel].mean(axis=0))
-                lv.append(name)
-                continue
-        y = pts[:, 1]
-        cut = y.min() + 0.38 * (y.max() - y.min())
-        out.append(pts[y <= cut].mean(axis=0))
+    for _, name, kji in visible_labels(labels, affine_lps, names, min_voxels):
+        out.append(body_points(vol, kji, body_mask).mean(axis=0))
         lv.append(name)
     return np.array(out).reshape(-1, 3), lv
 

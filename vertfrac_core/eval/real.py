@@ -69,7 +69,7 @@ def published_grades(shared_data: Path) -> dict[tuple[str, str], int]:
 
 def evaluate_real(shared_data: Path, models) -> list[RealRow]:
     from vertfrac_core.analyze import analyze_volume
-    from vertfrac_core.eval.localizer import cut_by_field_of_view, real_label_cases
+    from vertfrac_core.eval.localizer import body_points, real_label_cases, visible_labels
     from vertfrac_core.result import ScanStatus
 
     grades = published_grades(shared_data)
@@ -86,23 +86,14 @@ def evaluate_real(shared_data: Path, models) -> list[RealRow]:
             ijk = np.round(labvol.lps_to_voxel(np.array([v.center_lps]))[0]).astype(int)
             inside = all(0 <= ijk[d] < lab.shape[2 - d] for d in range(3))
             hit.append(int(lab[ijk[2], ijk[1], ijk[0]]) if inside else 0)
-        for value, level in sorted(names.items()):
-            kji = np.argwhere(lab == value)
-            if len(kji) < 200 or cut_by_field_of_view(kji, lab.shape, aff):
-                continue
+        for value, level, kji in visible_labels(lab, aff, names):
             row = RealRow(case=name, level=level, detected=value in hit,
                           published_grade=grades.get((subject, level)))
             if row.detected:
                 v = preds[hit.index(value)]
                 row.predicted_level, row.grade = v.level, v.grade
                 row.pred_h = (v.ha_mm, v.hm_mm, v.hp_mm)
-                pts = labvol.voxel_to_lps(kji[:, ::-1].astype(float))
-                if body is not None and body[tuple(kji.T)].sum() > 50:
-                    pts = pts[body[tuple(kji.T)]]
-                else:
-                    y = pts[:, 1]
-                    pts = pts[y <= y.min() + 0.38 * (y.max() - y.min())]
-                row.mask_h = _mask_heights(pts, np.array(v.keypoints_lps), spacing)
+                row.mask_h = _mask_heights(body_points(labvol, kji, body), np.array(v.keypoints_lps), spacing)
             rows.append(row)
         for v, h in zip(preds, hit, strict=True):
             if h == 0 or h not in names:

@@ -4,9 +4,9 @@ Step 1's network sees the scan at 4 mm and places the line within a few millimet
 body centres (on real CT it tends to sit behind them). Step 2 then finds every body on the
 straightened image with edge-refined keypoints: their mean is the body centre in the
 sagittal plane of the straightening to well under a millimetre. The lateral position comes from
-the body's side walls, measured on a line across the body at mid-height (the first strong
-outward-falling edge on each side of the line: the cortex against the soft tissue, not the
-trabecular texture). The correction (body centre minus line) is interpolated along the line,
+the body's side walls, measured on a line across the body at mid-height (on each side, the
+first cortical ridge from the centre and the steepest fall just beyond it: the cortex against
+the soft tissue, a contrast-filled aorta or the lung, not the lung's own edge further out). The correction (body centre minus line) is interpolated along the line,
 held constant beyond the first and last body, smoothed over about one vertebra, and applied to
 the whole line, which keeps its extent. The keypoints themselves move to the body's own
 mid-sagittal plane by the same lateral offset (no second straightening is needed: the
@@ -40,7 +40,8 @@ def lateral_centre(volume: Volume, ref: Reformation, row: float, col: float, hei
     straightened image, from its side walls; None when the walls are not clear."""
     from scipy.ndimage import gaussian_filter1d
 
-    u = np.arange(-s.lateral_reach_mm, s.lateral_reach_mm + 1e-9, 0.5)
+    step = 0.5  # mm between samples across the body
+    u = np.arange(-s.lateral_reach_mm, s.lateral_reach_mm + 1e-9, step)
     dr = np.linspace(-0.25 * height_px, 0.25 * height_px, 5)
     dc = np.linspace(-4.0, 4.0, 5)
     rr, cc, uu = np.meshgrid(row + dr, col + dc, u, indexing="ij")
@@ -49,19 +50,19 @@ def lateral_centre(volume: Volume, ref: Reformation, row: float, col: float, hei
     sm = gaussian_filter1d(prof, 1.0)
     g = np.gradient(sm, u)
     mid = len(u) // 2
-    start = int(4.0 / 0.5)  # a body is at least 8 mm wide: skip the first 4 mm on each side
+    start = int(4.0 / step)  # a body is at least 8 mm wide: skip the first 4 mm on each side
+    fall_reach = int(3.0 / step)
     inner = float(np.median(sm[mid - start: mid + start + 1]))
     walls = []
     # scanned from the centre outwards: the first cortical ridge (a local maximum 120 HU above
-    # the trabecular bone), then the steepest fall within 3 mm beyond it -- the cortex against
-    # whatever lies outside (soft tissue, a contrast-filled aorta, lung), not the lung's edge
+    # the trabecular bone), then the steepest fall within 3 mm beyond it
     for sign in (1, -1):
-        idx = np.arange(mid + sign * start, mid + sign * int(s.lateral_reach_mm / 0.5) - sign, sign)
+        idx = np.arange(mid + sign * start, -1 if sign < 0 else len(u), sign)
         idx = idx[(idx > 0) & (idx < len(u) - 1)]
         ridge = next((int(i) for i in idx if sm[i] >= inner + 120.0 and sm[i] >= sm[i - 1] and sm[i] >= sm[i + 1]), None)
         if ridge is None:
             return None
-        after = np.arange(ridge, ridge + sign * 7, sign)
+        after = np.arange(ridge, ridge + sign * (fall_reach + 1), sign)
         after = after[(after >= 0) & (after < len(u))]
         fall = -g[after] * sign
         k = int(np.argmax(fall))

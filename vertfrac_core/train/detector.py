@@ -31,12 +31,7 @@ def generate_samples(out_dir: str, seed_start: int = 2_000_000, n: int = 200, en
         path = out / f"sample_{seed}.npz"
         if path.exists():
             continue
-        s = render_detector_sample(seed, enrich=enrich)
-        tmp = out / f".tmp_{seed}.npz"
-        np.savez_compressed(tmp, image=s.image.astype(np.float16), keypoints=s.keypoints_rc,
-                            centres=s.centres_rc, levels=np.array(s.levels), grades=s.grades,
-                            line=s.line_lps, keypoints_lps=s.keypoints_lps)
-        tmp.rename(path)
+        render_detector_sample(seed, enrich=enrich).save(path)
         made += 1
     return made
 
