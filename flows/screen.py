@@ -44,7 +44,7 @@ from vertfrac_core.screening import (
 )
 from vertfrac_core.storage import StorageRetry, StorageSettings
 from vertfrac_core.tables import ScanOutcome, outcome_tables
-from vertfrac_core.worklist import pending, work_items
+from vertfrac_core.worklist import likely_version, pending, work_items
 
 
 @dataclass
@@ -182,12 +182,19 @@ def screen_flow(
         plan = discover_t(source, src_opts, store, secret)
         summary.source_objects = plan.counts["objects"]
         summary.objects_changed = plan.counts["added"] + plan.counts["changed"]
+        done = keys_t(store, "scans")
+        # unchanged studies are read again only when their result for this model is missing;
+        # the index starts while the models still load (seconds on a fresh worker), on the
+        # likely version, and is redone for the studies a different version adds
+        # quote(): big inputs are not walked by Prefect's dependency tracking (seconds per call)
+        guess = (probe.result()[0] or NO_MODEL) if probe.done() else likely_version(done)
+        wanted = plan.unfinished(done, guess)
+        index = index_t(quote(plan), src_opts, quote(wanted))
         version, why_not = probe.result()
         summary.model_version = version or NO_MODEL
-        done = keys_t(store, "scans")
-        # unchanged studies are read again only when their result for this model is missing
-        # quote(): big inputs are not walked by Prefect's dependency tracking (seconds per call)
-        index = index_t(quote(plan), src_opts, quote(plan.unfinished(done, summary.model_version)))
+        if summary.model_version != guess and plan.unfinished(done, summary.model_version) - wanted:
+            index = index_t(quote(plan), src_opts,
+                            quote(wanted | plan.unfinished(done, summary.model_version)))
         summary.objects_read = len({h.location for h in index.headers})
         redactor = index.redactor()  # names, IDs and UIDs out of the text columns
         published = keys_t(store, "series_index", ("series_key", "content_hash"))

@@ -12,6 +12,8 @@ Which headers a run reads at all is decided earlier, by the object manifest
 
 from __future__ import annotations
 
+from collections import Counter
+
 from vertfrac_core.dicom.index import IndexResult
 from vertfrac_core.screening import WorkItem
 
@@ -33,3 +35,10 @@ def pending(items: list[WorkItem], done: set[tuple[str, str, str]], model_versio
     """Items whose result for ``model_version`` is not published yet."""
     return [it for it in items
             if (it.selected.series_key, it.selected.content_hash, model_version) not in done]
+
+
+def likely_version(done: set[tuple[str, str, str]]) -> str | None:
+    """The model version most published results carry (ties: the greatest string), None when
+    nothing is published: a guess of this run's version before the models have loaded."""
+    counts = Counter(k[2] for k in done)
+    return max(counts, key=lambda v: (counts[v], v)) if counts else None

@@ -30,8 +30,10 @@ class FakeModels:
 
 
 def load_models(device: str = "cpu", *, version: str = "fake-1", compute_s: float = 0.0,
-                load_log: str | None = None) -> FakeModels:
-    """Record each load (pid) in ``load_log`` so tests can count loads per worker."""
+                load_log: str | None = None, load_delay_s: float = 0.0) -> FakeModels:
+    """Record each load (pid) in ``load_log`` so tests can count loads per worker;
+    ``load_delay_s``: a slow load (torch import and weights on a fresh worker)."""
+    time.sleep(load_delay_s)
     if load_log:
         with open(load_log, "a") as fh:
             fh.write(f"{os.getpid()}\n")

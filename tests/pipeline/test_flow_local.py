@@ -66,8 +66,10 @@ def test_counts_match_truth_rerun_is_a_no_op_new_model_reprocesses(local_archive
     assert len(_sql(dest, "select * from {scans}")) == len(scans)
     assert len(_sql(dest, "select * from {series_index}")) == len(index)
 
+    # the index starts before the slow load ends, on the published version (fake-1), and is
+    # redone for every study once the workers say fake-2
     v2 = _screen(str(archive), dest, scheduler=dask_cluster.address,
-                 analyzer_options={"version": "fake-2"})
+                 analyzer_options={"version": "fake-2", "load_delay_s": 3.0})
     assert v2.screened == len(patients) and v2.model_version == "fake-2"
     both = _sql(dest, "select model_version, count(*) n, count(distinct series_key) k from {scans} group by 1")
     assert sorted(both.model_version) == ["fake-1", "fake-2"] and (both.n == both.k).all()

@@ -13,7 +13,7 @@ from vertfrac_core.dicom.keys import DEMO_SECRET
 from vertfrac_core.result import ScanStatus, Stage
 from vertfrac_core.screening import AnalyzerSpec, WorkItem, loaded, screen_study, unavailable_reason
 from vertfrac_core.storage import StorageSettings, is_transient
-from vertfrac_core.worklist import work_items
+from vertfrac_core.worklist import likely_version, work_items
 
 
 def _spec(tmp_path: Path, **options: object) -> AnalyzerSpec:
@@ -89,3 +89,10 @@ def test_unreachable_store_is_transient() -> None:
         fs.cat_file("b/x")
     assert is_transient(err.value)
     assert not is_transient(FileNotFoundError("gone")) and not is_transient(ValueError("bad"))
+
+
+def test_likely_version_is_the_most_published_one() -> None:
+    assert likely_version(set()) is None
+    done = {("a", "h1", "vf-1"), ("b", "h2", "vf-1"), ("c", "h3", "vf-2")}
+    assert likely_version(done) == "vf-1"
+    assert likely_version(done | {("d", "h4", "vf-2")}) == "vf-2"  # a tie: the greater string
