@@ -5,7 +5,7 @@
     ``vertfrac screen`` process (imports, API start-up and Dask cluster included).
 (b) Throughput (scans/min) with 1 and 2 Dask worker processes.
 (c) Orchestration overhead of Prefect + Dask against calling the analyser in a loop, 20 scans,
-    one worker process against one loop (the same CPU share), target 10 % or less.
+    one worker process (on every core) against one loop (process defaults), target 10 % or less.
 
 Studies are tiny valid CT series written directly with pydicom (``STUDY_SLICES`` slices of
 ``MATRIX`` pixels, 4 mm apart, a 300 HU column in air), cheap to write and to load, so (a) and
@@ -234,7 +234,8 @@ def main(n_studies: int = 1000, n_throughput: int = 100, throughput_compute_s: f
                             + "\n\n".join(notes))
 
 
-def _overhead(base: Path, n: int, stand_in_compute_s: float, notes: list[str]) -> list[list[object]]:
+def _overhead(base: Path, n: int, stand_in_compute_s: float, notes: list[str],
+              repeats: int = 2) -> list[list[object]]:
     from vertfrac_core.screening import AnalyzerSpec
 
     real = (WEIGHTS / "localizer.pt").exists() and (WEIGHTS / "detector.pt").exists()
@@ -249,52 +250,60 @@ def _overhead(base: Path, n: int, stand_in_compute_s: float, notes: list[str]) -
         kw = {**STAND_IN, "analyzer_options": opts}
         what = (f"the STAND-IN analyser ({stand_in_compute_s} s of CPU per scan, about the real "
                 f"analyser's CPU target), since vertfrac_core/weights/*.pt were not installed")
-    threads = _torch_threads(1) if real else None  # as in a Dask worker (OMP_NUM_THREADS=1)
-    try:
-        loop = _loop(source, spec, base / "loop_pictures")
-    finally:
-        if threads is not None:
-            _torch_threads(threads)
-    n_items, bare = int(loop["n"]), loop["analyse"]
-    full = loop["index"] + loop["models"] + bare
     tag = "real" if real else "stand-in"
-    rows = [[f"loop, load + analyse + picture ({tag}); per-scan sum {loop['per_scan']:.1f} s", n_items,
-             f"{bare:.1f}", f"{60 * n_items / bare:.1f}", _load()],
-            [f"loop with index + model load ({loop['index']:.1f} + {loop['models']:.1f} s)", n_items,
-             f"{full:.1f}", f"{60 * n_items / full:.1f}", _load()]]
-    overheads = []
-    for workers in (1, 2):
-        dest = base / f"overhead_tables{workers}"
+    rows, loops, flows = [], [], {1: [], 2: []}
+
+    def run_loop(rep: int) -> None:
+        loop = _loop(source, spec, base / f"loop_pictures{rep}")
+        full = loop["index"] + loop["models"] + loop["analyse"]
+        loops.append((full, loop))
+        rows.append([f"loop {rep + 1}, index + model load + load, analyse and picture ({tag}): "
+                     f"{loop['index']:.1f} + {loop['models']:.1f} + {loop['analyse']:.1f} s; "
+                     f"per-scan sum {loop['per_scan']:.1f} s", int(loop["n"]), f"{full:.1f}",
+                     f"{60 * loop['n'] / full:.1f}", _load()])
+
+    def run_flow(workers: int, rep: int) -> None:
+        dest = base / f"overhead_tables{workers}_{rep}"
         flow_s, s = _screen(source, dest, workers=workers, **kw)
         assert s.screened == n_items, s.describe()
         per_scan = _per_scan_s(dest)
-        over = flow_s / full - 1
-        outside = flow_s - per_scan / workers
-        overheads.append(f"{workers} worker(s): {100 * over:+.1f} % wall against the whole loop; "
-                         f"per-scan sum in the workers {per_scan:.1f} s (loop {loop['per_scan']:.1f} s); "
-                         f"flow time outside the scans about {outside:.1f} s "
-                         f"({100 * outside / full:.1f} % of the loop)")
-        rows.append([f"screen flow, {workers} worker process(es) ({tag}); {100 * over:+.1f} % "
-                     f"vs loop; per-scan sum {per_scan:.1f} s", n_items, f"{flow_s:.1f}",
-                     f"{60 * n_items / flow_s:.1f}", _load()])
+        flows[workers].append((flow_s, per_scan))
+        rows.append([f"screen flow {rep + 1}, {workers} worker process(es) ({tag}); per-scan sum "
+                     f"{per_scan:.1f} s, outside the scans about {flow_s - per_scan / workers:.1f} s",
+                     n_items, f"{flow_s:.1f}", f"{60 * n_items / flow_s:.1f}", _load()])
+
+    # loop and 1-worker flow alternate, so that a slow spell of the shared machine hits both
+    for rep in range(repeats):
+        run_loop(rep)
+        n_items = int(loops[-1][1]["n"])
+        run_flow(1, rep)
+    run_flow(2, 0)
+    best_loop = min(f for f, _ in loops)
+    verdicts = []
+    for workers, runs in flows.items():
+        best = min(f for f, _ in runs)
+        verdicts.append(f"{workers} worker(s): best flow {best:.1f} s, {100 * (best / best_loop - 1):+.1f} % "
+                        f"against the best loop ({best_loop:.1f} s)")
+    rows.append(["verdict: " + "; ".join(verdicts), n_items, "", "", _load()])
     notes.append(f"(c) {n_items} scans with {what}. Loop: what a script without Prefect or Dask "
                  f"does, in this process: index and select, load the models once, then "
-                 f"`screen_study` (load, analyse, picture) per selected series, torch on 1 thread "
-                 f"like a Dask worker (distributed sets OMP_NUM_THREADS=1 in workers). Flow: "
+                 f"`screen_study` (load, analyse, picture) per selected series, numpy and torch on "
+                 f"their defaults ({_torch_default_threads()} threads here). Flow: "
                  f"`screen_flow`, everything included (listing, index, LocalCluster start, model "
                  f"load in the worker process, quality gates, Parquet), Prefect's embedded API "
-                 f"already up (a deployment talks to a running server). 1 worker process has the "
-                 f"loop's parallelism; 2 workers is the default, on the same 2 shared cores. "
-                 + "; ".join(overheads) + ". Target: 10 % or less.")
+                 f"already up (a deployment talks to a running server). A local worker computes "
+                 f"on cores / workers threads (tasks/cluster.py), so 1 worker process has the "
+                 f"loop's parallelism; 2 workers (the default) run 1 thread each. The "
+                 f"loop and the 1-worker flow run {repeats} times, alternately (this shared machine "
+                 f"drifts by 10-20 % within minutes); the verdict compares the best of each: "
+                 + "; ".join(verdicts) + ". Target: 10 % or less.")
     return rows
 
 
-def _torch_threads(n: int) -> int:
+def _torch_default_threads() -> int:
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    return before
+    return torch.get_num_threads()
 
 
 if __name__ == "__main__":

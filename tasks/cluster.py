@@ -4,6 +4,7 @@ worker plugin that keeps secrets out of the workers' logs."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,23 +13,39 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 log = logging.getLogger(__name__)
 
-# Two Dask defaults made the analyser about 25 % slower in a worker than in a plain process (6
-# phantom scans, one thread each, per-scan sums: 26.3-27.6 s in a worker with them, 20.9-21.9 s
-# without them, 21.3-22.9 s in a loop): the nanny's MALLOC_TRIM_THRESHOLD_=65536 (an explicit
-# glibc threshold turns off malloc's dynamic mmap threshold, so each large numpy array is mmapped
-# and page-faulted anew; None removes a pre-spawn variable) and the worker's statistical profiler
-# (a callback sampling every thread's stack each 10 ms). numpy and torch stay on one thread per
-# worker process.
-WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+# Dask defaults that made the analyser slower in a worker than in a plain process: the
+# nanny's MALLOC_TRIM_THRESHOLD_=65536 (an explicit glibc threshold turns off malloc's dynamic
+# mmap threshold, so each large numpy array is mmapped and page-faulted anew; None removes a
+# pre-spawn variable), the worker's statistical profiler (a callback sampling every thread's
+# stack each 10 ms), and one numpy/torch thread per worker even when fewer workers than cores
+# run (``worker_threads``). 6 phantom scans, per-scan sums: 26.3-27.6 s in a worker with the
+# first two, 20.9-21.9 s without them, 21.3-22.9 s in a loop on one torch thread.
+TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
+WORKER_CONFIG = {f"distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}": None,
                  "distributed.worker.profile.enabled": False}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def worker_threads(workers: int) -> int:
+    """numpy/torch threads for each of ``workers`` local worker processes: the cores this
+    process may use, shared out (one worker on 2 cores computes like a plain script)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, workers))
+
+
+def _local_config(workers: int) -> dict[str, Any]:
+    threads = str(worker_threads(workers))
+    return {**WORKER_CONFIG, **{f"distributed.nanny.pre-spawn-environ.{v}": threads
+                                for v in THREAD_VARIABLES}}
 
 
 @contextmanager
 def dask_client(scheduler: str | None = None, *, workers: int = 2, threads_per_worker: int = 1,
                 gpu: bool = False) -> Iterator[Any]:
     """A ``distributed.Client``: connected to ``scheduler`` (``tcp://host:8786``) when given, else
-    to a new ``LocalCluster`` of ``workers`` processes (each advertising ``GPU=1`` when ``gpu``),
-    closed on exit. Workers are processes so that models and decoders run in parallel."""
+    to a new ``LocalCluster`` of ``workers`` processes (each advertising ``GPU=1`` when ``gpu``,
+    each computing on ``worker_threads(workers)`` numpy/torch threads), closed on exit. Workers
+    are processes so that models and decoders run in parallel."""
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -42,11 +59,21 @@ def dask_client(scheduler: str | None = None, *, workers: int = 2, threads_per_w
         return
     import dask
 
-    with dask.config.set(WORKER_CONFIG):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                               processes=True, dashboard_address=":0",
-                               resources={"GPU": 1} if gpu else None,
-                               silence_logs=logging.WARNING)
+    # the nannies run in this process and write their variables into its environment (where
+    # they would win over the configuration next time): a thread count the user exported is
+    # kept, a trim threshold is not, and this process's environment is put back afterwards
+    saved = {k: os.environ[k] for k in (TRIM_VARIABLE, *THREAD_VARIABLES) if k in os.environ}
+    os.environ.pop(TRIM_VARIABLE, None)
+    try:
+        with dask.config.set(_local_config(workers)):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                                   processes=True, dashboard_address=":0",
+                                   resources={"GPU": 1} if gpu else None,
+                                   silence_logs=logging.WARNING)
+    finally:
+        for k in (TRIM_VARIABLE, *THREAD_VARIABLES):
+            os.environ.pop(k, None)
+        os.environ.update(saved)
     client = Client(cluster)
     log.info("started a LocalCluster of %d workers (dashboard %s)", workers, client.dashboard_link)
     try:

@@ -1,0 +1,50 @@
+"""The LocalCluster a run starts: workers compute like a plain process would."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tasks.cluster import THREAD_VARIABLES, dask_client, worker_threads
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+def _worker_state(dask_worker) -> dict:  # noqa: ANN001
+    import dask
+    import torch
+
+    return {"env": {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", *THREAD_VARIABLES)},
+            "profile": dask.config.get("distributed.worker.profile.enabled"),
+            "callbacks": sorted(dask_worker.periodic_callbacks),
+            "torch_threads": torch.get_num_threads()}
+
+
+def test_worker_threads_share_the_cores() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert worker_threads(1) == cores
+    assert worker_threads(cores) == 1 and worker_threads(4 * cores) == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_workers_have_no_trim_threshold_no_profiler_and_their_share_of_threads(workers: int) -> None:
+    with dask_client(workers=workers) as client:
+        states = list(client.run(_worker_state).values())
+    assert len(states) == workers
+    for st in states:
+        assert st["env"]["MALLOC_TRIM_THRESHOLD_"] is None  # glibc keeps its dynamic mmap threshold
+        assert all(st["env"][v] == str(worker_threads(workers)) for v in THREAD_VARIABLES)
+        assert st["torch_threads"] == worker_threads(workers)
+        assert st["profile"] is False and "profile" not in st["callbacks"]
+
+
+def test_this_process_keeps_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # exported by the user: wins, and is kept
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # not passed on to the workers
+    with dask_client(workers=1) as client:
+        (st,) = client.run(_worker_state).values()
+    assert st["env"]["MKL_NUM_THREADS"] == "3" and st["env"]["MALLOC_TRIM_THRESHOLD_"] is None
+    assert os.environ.get("OMP_NUM_THREADS") is None and os.environ["MKL_NUM_THREADS"] == "3"
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
