@@ -28,9 +28,11 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 def worker_threads(workers: int) -> int:
     """numpy/torch threads for each of ``workers`` local worker processes: the cores this
-    process may use, shared out (one worker on 2 cores computes like a plain script)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, workers))
+    process may use (CPU affinity and cgroup quota, as Dask counts them), shared out (one worker
+    on 2 cores computes like a plain script)."""
+    from dask.system import CPU_COUNT
+
+    return max(1, CPU_COUNT // max(1, workers))
 
 
 def _local_config(workers: int) -> dict[str, Any]:
