@@ -192,9 +192,9 @@ def screen_flow(
         index = index_t(quote(plan), src_opts, quote(wanted))
         version, why_not = probe.result()
         summary.model_version = version or NO_MODEL
-        if summary.model_version != guess and plan.unfinished(done, summary.model_version) - wanted:
-            index = index_t(quote(plan), src_opts,
-                            quote(wanted | plan.unfinished(done, summary.model_version)))
+        needed = plan.unfinished(done, summary.model_version)
+        if not needed <= wanted:  # the guess was wrong: read what the real version misses too
+            index = index_t(quote(plan), src_opts, quote(wanted | needed))
         summary.objects_read = len({h.location for h in index.headers})
         redactor = index.redactor()  # names, IDs and UIDs out of the text columns
         published = keys_t(store, "series_index", ("series_key", "content_hash"))

@@ -113,7 +113,7 @@ def write_real_table(rows: list[RealRow], out: Path, note: str) -> Path:
     lines = [
         "# Step 2 on the real CTs", "", note, "",
         f"Vertebrae fully in view: {len(truth)}; detected: {len(found)}; with the right level: "
-        f"{len(right)}; detections outside any such vertebra: {len(fp)}; height agreement with the "
+        f"{len(right)}; detections outside every labelled vertebra: {len(fp)}; height agreement with the "
         f"mask within 2 mm (all three heights): {sum(d <= 2.0 for d in diffs)}/{len(diffs)}.", "",
         "| case | level (mask) | detected | predicted level | ha/hm/hp predicted mm | ha/hm/hp mask mm | max diff mm | grade | published grade |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -6,9 +6,10 @@ straightened image with edge-refined keypoints: their mean is the body centre in
 sagittal plane of the straightening to well under a millimetre. The lateral position comes from
 the body's side walls, measured on a line across the body at mid-height (on each side, the
 first cortical ridge from the centre and the steepest fall just beyond it: the cortex against
-the soft tissue, a contrast-filled aorta or the lung, not the lung's own edge further out). The correction (body centre minus line) is interpolated along the line,
-held constant beyond the first and last body, smoothed over about one vertebra, and applied to
-the whole line, which keeps its extent. The keypoints themselves move to the body's own
+the soft tissue, a contrast-filled aorta or the lung, not the lung's own edge further out).
+The correction (body centre minus line) is interpolated along the line, held constant beyond
+the first and last body, smoothed over about one vertebra, and applied to the whole line,
+which keeps its extent. The keypoints themselves move to the body's own
 mid-sagittal plane by the same lateral offset (no second straightening is needed: the
 keypoints are already 3D points).
 """
