@@ -70,10 +70,12 @@ def main(repeats: int = 3, device: str | None = None, table: str = "analyze") ->
                         + [f"{st.get(k, float('nan')):.2f}" for k in
                            ("load", "localize", "reformat", "detect", "morphometry", "density", "render")])
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.startswith("cuda"):
+        dev = f"{dev} ({torch.cuda.get_device_name(dev)}, torch {torch.__version__})"
     rows.append(["median", "", "", f"{np.median([float(r[3]) for r in rows]):.2f}"] + [""] * 7)
     write_table(table, ["run", "status", "vertebrae", "total s", "load", "localize", "reformat",
                         "detect", "morphometry", "density", "render"], rows,
-                notes=f"Machine: {machine()}, device {dev}. One 512x512x400 uncompressed phantom DICOM "
+                notes=f"Machine: {machine()}, device {dev}, torch CPU threads 2. One 512x512x400 uncompressed phantom DICOM "
                       f"series per run, `analyze_path` end to end (result.json and PNG written). "
                       f"Localizer alone (network + decoding, loading excluded): median "
                       f"{np.median(loc_times):.2f} s over {len(loc_times)} scans.")
