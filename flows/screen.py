@@ -136,7 +136,7 @@ def screen_flow(
     ``demo``: allow the public demo key when ``VERTFRAC_PSEUDONYM_KEY`` is not set; otherwise
     the run refuses to start without a key (``privacy.py``).
     """
-    from tasks.cluster import dask_client, redact_secrets_on_workers
+    from tasks.cluster import close_early, dask_client, redact_secrets_on_workers
     from tasks.infer import screen_on_dask, start_model_probe
 
     logger = get_run_logger()
@@ -204,7 +204,8 @@ def screen_flow(
         # scans are submitted now: the workers compute while this process writes the index
         batches = (screen_on_dask(client, todo, spec, version, settings=settings,
                                   storage_options=src_opts, gpu=gpu, batch_size=batch_size,
-                                  progress=progress) if version is not None else iter(()))
+                                  progress=progress, all_done=lambda: close_early(client))
+                   if version is not None else iter(()))
         index_ok = True
         if len(new_rows):
             index_ok = write_t(store, quote({"series_index": new_rows}), batch_id=new_batch_id(day),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,6 +25,33 @@ TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
 WORKER_CONFIG = {f"distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}": None,
                  "distributed.worker.profile.enabled": False}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+_EARLY_CLOSERS: dict[int, threading.Thread] = {}
+
+
+def close_early(client: Any) -> None:
+    """Start closing ``client`` (and the LocalCluster :func:`dask_client` made for it) in the
+    background, for a run that needs no worker any more (its last results are in): the close
+    (about 0.8 s for a LocalCluster) then overlaps the last batch's quality gates and writes.
+    :func:`dask_client` waits for it on exit. Does nothing for another client."""
+    closer = _EARLY_CLOSERS.get(id(client))
+    if closer is not None and closer.ident is None:
+        closer.start()
+
+
+def _closing(client: Any, close: Callable[[], None]) -> Iterator[Any]:
+    """Yield ``client``; on exit close it with ``close``, or wait for the early close."""
+    closer = threading.Thread(target=close, name="vertfrac-dask-close", daemon=True)
+    _EARLY_CLOSERS[id(client)] = closer
+    try:
+        yield client
+    finally:
+        _EARLY_CLOSERS.pop(id(client), None)
+        if closer.ident is None:
+            close()
+        else:
+            closer.join()
 
 
 def worker_threads(workers: int) -> int:
@@ -54,10 +82,7 @@ def dask_client(scheduler: str | None = None, *, workers: int = 2, threads_per_w
         client = Client(scheduler, timeout="60s")
         log.info("connected to Dask scheduler %s (%d workers)", scheduler,
                  len(client.scheduler_info().get("workers", {})))
-        try:
-            yield client
-        finally:
-            client.close()
+        yield from _closing(client, client.close)
         return
     import dask
 
@@ -78,11 +103,12 @@ def dask_client(scheduler: str | None = None, *, workers: int = 2, threads_per_w
         os.environ.update(saved)
     client = Client(cluster)
     log.info("started a LocalCluster of %d workers (dashboard %s)", workers, client.dashboard_link)
-    try:
-        yield client
-    finally:
+
+    def close() -> None:
         client.close()
         cluster.close()
+
+    yield from _closing(client, close)
 
 
 class RedactSecrets(WorkerPlugin):

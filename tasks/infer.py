@@ -12,7 +12,7 @@ a worker runs one scan on its GPU at a time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from vertfrac_core.result import ScanResult, ScanStatus
@@ -71,9 +71,12 @@ def _lost(item: WorkItem, version: str, err: BaseException) -> ScanOutcome:
 def screen_on_dask(client: Any, items: list[WorkItem], spec: AnalyzerSpec, version: str, *,
                    settings: ScreenSettings = ScreenSettings(),
                    storage_options: dict[str, Any] | None = None, gpu: bool = False,
-                   batch_size: int = 200, progress: bool = False) -> Iterator[list[ScanOutcome]]:
+                   batch_size: int = 200, progress: bool = False,
+                   all_done: Callable[[], None] | None = None) -> Iterator[list[ScanOutcome]]:
     """Submit one task per item now; the returned iterator yields outcomes in lists of up to
     ``batch_size`` as they finish (the caller can do other work while the workers compute).
+    ``all_done`` is called once every outcome is in, before the last list is yielded (the
+    cluster can close while that list is written).
 
     Every item yields exactly one outcome, whatever happens to the workers."""
     if not items:
@@ -81,11 +84,11 @@ def screen_on_dask(client: Any, items: list[WorkItem], spec: AnalyzerSpec, versi
     keys = [f"screen-{it.study_key[:16]}-{it.selected.content_hash[:8]}" for it in items]
     futures = client.map(screen_study, items, key=keys, spec=spec, settings=settings,
                          storage_options=storage_options, pure=False, resources=_resources(gpu))
-    return _collect(client, futures, items, version, batch_size, progress)
+    return _collect(client, futures, items, version, batch_size, progress, all_done)
 
 
 def _collect(client: Any, futures: list[Any], items: list[WorkItem], version: str, batch_size: int,
-             progress: bool) -> Iterator[list[ScanOutcome]]:
+             progress: bool, all_done: Callable[[], None] | None = None) -> Iterator[list[ScanOutcome]]:
     from distributed import as_completed
 
     by_key = {f.key: it for f, it in zip(futures, items, strict=True)}
@@ -106,6 +109,12 @@ def _collect(client: Any, futures: list[Any], items: list[WorkItem], version: st
                 bar[0].update(bar[1], advance=1, description=f"screening ({outcome.result.status.value})")
             if done % max(1, len(items) // 10) == 0 or done == len(items):
                 log.info("screened %d/%d studies", done, len(items))
+            if done == len(items):
+                if bar is not None:
+                    bar[0].stop()
+                    bar = None
+                if all_done is not None:
+                    all_done()
             if len(pending_batch) >= batch_size:
                 yield pending_batch
                 pending_batch = []
@@ -114,7 +123,9 @@ def _collect(client: Any, futures: list[Any], items: list[WorkItem], version: st
     finally:
         if bar is not None:
             bar[0].stop()
-        client.cancel([f for f in futures if not f.done()])
+        unfinished = [f for f in futures if not f.done()]
+        if unfinished:  # a caller that stopped early; after all_done the client may be closing
+            client.cancel(unfinished)
 
 
 def _progress_bar(total: int) -> tuple[Any, Any]:

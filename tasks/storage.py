@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from vertfrac_core import batches
 from vertfrac_core.batches import TableStore
-from vertfrac_core.quality import QualityPolicy, check_batch
+from vertfrac_core.quality import QualityPolicy, gate_and_publish
 from vertfrac_core.tables import RESULT_KEY
 
 RETRY_DELAYS_S = [2, 5, 15]  # transient storage errors: three retries with backoff
@@ -37,17 +37,10 @@ def write_batch(store: TableStore, tables: dict[str, pa.Table], *, batch_id: str
     """Check the batch, stage it and publish it; a failing suite publishes only its ``qc`` rows
     and parks the data under ``_rejected/``. Returns whether the data was published."""
     logger = get_run_logger()
-    qc, passed = check_batch(tables, batch_id=batch_id, run_id=run_id, policy=policy)
-    if passed:
-        staged = batches.stage(store, batch_id, run_date, {**tables, "qc": qc})
-    else:
-        batches.stage(store, batch_id, run_date, tables, folder=batches.REJECTED)
-        staged = batches.stage(store, batch_id, run_date, {"qc": qc})
-        failed = sorted({f"{r['table']}.{r['expectation']}({r['column']})"
-                         for r in qc.to_pylist() if not r["success"]})
+    out = gate_and_publish(store, tables, batch_id=batch_id, run_id=run_id, run_date=run_date,
+                           policy=policy)
+    if not out.passed:
         logger.error("batch %s blocked by the quality gate: %s; data kept under %s/%s",
-                     batch_id, failed, batches.REJECTED, batch_id)
-    batches.publish(store, staged)
-    rows = {k: t.num_rows for k, t in tables.items()}
-    logger.info("batch %s %s: %s", batch_id, "published" if passed else "rejected", rows)
-    return passed
+                     batch_id, list(out.failed), batches.REJECTED, batch_id)
+    logger.info("batch %s %s: %s", batch_id, "published" if out.passed else "rejected", out.rows)
+    return out.passed

@@ -243,7 +243,11 @@ def train_localizer_cmd(
     batch: int = typer.Option(3, "--batch", min=1),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
     install: bool = typer.Option(False, "--install", help="Copy the weights into vertfrac_core/weights/."),
-    init_from: Path = typer.Option(None, "--init-from", help="Start from these weights (new schedule)."),
+    init_from: Path = typer.Option(None, "--init-from", help="Start from these weights (new schedule); "
+                                   "tensors another architecture shares are taken over."),
+    arch: str = typer.Option("patch", "--arch", help="Network: 'patch' (8 mm inside, the shipped one) "
+                             "or 'full' (4 mm throughout, the first one)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for torch."),
 ) -> None:
     """Train the 3D spine localizer on phantoms rendered on the fly."""
     _setup_logging(False)
@@ -251,7 +255,8 @@ def train_localizer_cmd(
 
     from vertfrac_core.train.localizer import LocalizerTrainSettings, train_localizer
 
-    weights = train_localizer(LocalizerTrainSettings(out_dir=str(out), steps=steps, batch=batch,
+    weights = train_localizer(LocalizerTrainSettings(out_dir=str(out), steps=steps, batch=batch, arch=arch,
+                                                     threads=threads,
                                                      init_from=str(init_from) if init_from else None), resume=resume)
     typer.echo(f"weights: {weights}")
     if install:

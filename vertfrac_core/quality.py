@@ -158,3 +158,33 @@ def check_batch(tables: dict[str, pa.Table], *, batch_id: str, run_id: str,
     for row in rows:
         row["published"] = passed
     return pa.Table.from_pylist(rows, schema=QC_SCHEMA), passed
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """What :func:`gate_and_publish` did with a batch."""
+
+    passed: bool
+    failed: tuple[str, ...]  # "table.expectation(column)" of each failed check
+    rows: dict[str, int]
+
+
+def gate_and_publish(store: Any, tables: dict[str, pa.Table], *, batch_id: str, run_id: str,
+                     run_date: dt.date, policy: QualityPolicy = QualityPolicy()) -> GateOutcome:
+    """Check a batch, stage it and publish it (``batches.stage`` then ``batches.publish``).
+
+    A failing suite publishes only the batch's ``qc`` rows and parks the data under
+    ``_rejected/`` (``batches.REJECTED``), so nothing that failed a gate becomes visible."""
+    from vertfrac_core import batches
+
+    qc, passed = check_batch(tables, batch_id=batch_id, run_id=run_id, policy=policy)
+    failed: tuple[str, ...] = ()
+    if passed:
+        staged = batches.stage(store, batch_id, run_date, {**tables, "qc": qc})
+    else:
+        batches.stage(store, batch_id, run_date, tables, folder=batches.REJECTED)
+        staged = batches.stage(store, batch_id, run_date, {"qc": qc})
+        failed = tuple(sorted({f"{r['table']}.{r['expectation']}({r['column']})"
+                               for r in qc.to_pylist() if not r["success"]}))
+    batches.publish(store, staged)
+    return GateOutcome(passed, failed, {k: t.num_rows for k, t in tables.items()})

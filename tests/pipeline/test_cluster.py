@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tasks.cluster import THREAD_VARIABLES, dask_client, worker_threads
+from tasks.cluster import THREAD_VARIABLES, close_early, dask_client, worker_threads
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -50,3 +50,20 @@ def test_this_process_keeps_its_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert st["env"]["MKL_NUM_THREADS"] == "3" and st["env"]["MALLOC_TRIM_THRESHOLD_"] is None
     assert os.environ.get("OMP_NUM_THREADS") is None and os.environ["MKL_NUM_THREADS"] == "3"
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
+
+
+def test_close_early_shuts_the_cluster_down_while_the_run_goes_on() -> None:
+    import time
+
+    with dask_client(workers=1) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+        cluster = client.cluster
+        close_early(client)
+        close_early(client)  # a second call starts nothing new
+        deadline = time.monotonic() + 30
+        while cluster.status.name != "closed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # closed in the background, before the block ends
+        assert cluster.status.name == "closed" and client.status == "closed"
+    assert client.status == "closed"
+    close_early(client)  # unknown (finished) client: nothing happens

@@ -55,7 +55,7 @@ class Localizer:
                              "`vertfrac train localizer --install`")
         try:
             state = torch.load(weights, map_location="cpu", weights_only=False)
-            self.net = LocalizerNet(int(state.get("width", 8)))
+            self.net = LocalizerNet(int(state.get("width", 8)), str(state.get("arch", "full")))
             self.net.load_state_dict(state["model"])
         except Exception as err:  # noqa: BLE001 - any failure means unusable weights
             raise ModelError(f"cannot load localizer weights {weights}: {err}") from err

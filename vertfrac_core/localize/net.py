@@ -1,5 +1,11 @@
 """A small 3D U-Net for the coarse grid: input 2 HU windows, output a centre-line heatmap (logit)
-and a 3-vector offset to the nearest centre-line point (in units of 10 mm)."""
+and a 3-vector offset to the nearest centre-line point (in units of 10 mm).
+
+Two architectures share the inner levels: ``"full"`` (the first shipped one) convolves at the
+grid's full 4 mm resolution on the way in and out; ``"patch"`` enters through a 2x2x2 patch
+convolution and predicts at 8 mm, its four output maps interpolated back to the 4 mm grid, so no
+feature map of full size is ever made (about 3x cheaper on CPU; the offsets keep the line
+sub-voxel)."""
 
 from __future__ import annotations
 
@@ -28,12 +34,37 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+ARCHITECTURES = ("full", "patch")
+
+
+def cells_to_grid(cells: torch.Tensor, size) -> torch.Tensor:
+    """Maps on 2x2x2 cells of a grid -> maps on the grid (``size``, twice the cells').
+
+    A cell's centre sits half a voxel inside its patch; trilinear interpolation without
+    corner alignment puts it there exactly (a linear field comes back unchanged)."""
+    return nn.functional.interpolate(cells, size=tuple(size), mode="trilinear", align_corners=False)
+
+
 class LocalizerNet(nn.Module):
     """U-Net with 3 poolings (receptive field ~ 30 voxels = 12 cm at 4 mm)."""
 
-    def __init__(self, width: int = 8) -> None:
+    def __init__(self, width: int = 8, arch: str = "full") -> None:
         super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown localizer architecture {arch!r}; known: {ARCHITECTURES}")
+        self.arch = arch
         w = width
+        if arch == "patch":  # full resolution -> 8 mm in one learned step, no full-size maps
+            self.stem = nn.Sequential(nn.Conv3d(IN_CHANNELS, w, 2, stride=2, bias=False),
+                                      nn.InstanceNorm3d(w, affine=True), nn.LeakyReLU(0.1, inplace=True))
+            self.enc1 = _block(w, 2 * w)
+            self.enc2 = _block(2 * w, 4 * w)
+            self.enc3 = _block(4 * w, 6 * w)
+            self.pool = nn.MaxPool3d(2, ceil_mode=True)
+            self.dec2 = _block(6 * w + 4 * w, 4 * w)
+            self.dec1 = _block(4 * w + 2 * w, 2 * w)
+            self.head = nn.Conv3d(2 * w, OUT_CHANNELS, 1)
+            return
         self.enc0 = _block(IN_CHANNELS, w)
         self.enc1 = _block(w, 2 * w)
         self.enc2 = _block(2 * w, 4 * w)
@@ -49,6 +80,17 @@ class LocalizerNet(nn.Module):
         return nn.functional.interpolate(x, size=like.shape[2:], mode="trilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.arch == "patch":
+            # odd sizes: repeat the last slice to make them even, so that the patches tile the grid
+            pad = [0, x.shape[4] % 2, 0, x.shape[3] % 2, 0, x.shape[2] % 2]
+            xp = nn.functional.pad(x, pad, mode="replicate") if any(pad) else x
+            e1 = self.enc1(self.stem(xp))
+            e2 = self.enc2(self.pool(e1))
+            e3 = self.enc3(self.pool(e2))
+            d2 = self.dec2(torch.cat([self._up(e3, e2), e2], 1))
+            d1 = self.dec1(torch.cat([self._up(d2, e1), e1], 1))
+            y = cells_to_grid(self.head(d1), xp.shape[2:])
+            return y[:, :, :x.shape[2], :x.shape[3], :x.shape[4]]
         e0 = self.enc0(x)
         e1 = self.enc1(self.pool(e0))
         e2 = self.enc2(self.pool(e1))

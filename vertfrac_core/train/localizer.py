@@ -35,6 +35,7 @@ class LocalizerTrainSettings:
     seed_base: int = 1_000_000
     checkpoint_every: int = 100
     width: int = 8
+    arch: str = "full"  # see vertfrac_core.localize.net.ARCHITECTURES
     threads: int = 1
     init_from: str | None = None  # start from these weights (a fresh schedule)
 
@@ -136,15 +137,19 @@ def train_localizer(settings: LocalizerTrainSettings, resume: bool = False) -> P
     torch.set_num_threads(settings.threads)
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    net = LocalizerNet(settings.width)
+    net = LocalizerNet(settings.width, settings.arch)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=settings.steps,
                                                 pct_start=0.05)
     step, next_seed = 0, settings.seed_base
     ckpt = out / "checkpoint.pt"
     if settings.init_from:
-        net.load_state_dict(torch.load(settings.init_from, weights_only=False)["model"])
-        log.info("initialised from %s", settings.init_from)
+        # every tensor whose name and shape match (another architecture shares its inner levels)
+        src = torch.load(settings.init_from, weights_only=False)["model"]
+        own = net.state_dict()
+        same = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+        net.load_state_dict(same, strict=False)
+        log.info("initialised %d of %d tensors from %s", len(same), len(own), settings.init_from)
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         net.load_state_dict(state["model"])
@@ -203,7 +208,8 @@ def train_localizer(settings: LocalizerTrainSettings, resume: bool = False) -> P
                 log.info("step %d loss %.4f (heat %.4f offset %.4f)", step, loss.item(),
                          heat_loss.item(), off_loss.item())
     weights = out / "localizer.pt"
-    torch.save({"model": net.state_dict(), "width": settings.width, "spacing_mm": SPACING_MM,
+    torch.save({"model": net.state_dict(), "width": settings.width, "arch": settings.arch,
+                "spacing_mm": SPACING_MM,
                 "steps": step, "phantoms_seen": next_seed - settings.seed_base}, weights)
     (out / "train_settings.json").write_text(json.dumps(
         {**asdict(settings), "train_seconds": round(time.time() - t0),
