@@ -99,22 +99,25 @@ def test_no_spine_is_reported_not_invented() -> None:
     assert res.error_code == "no_spine" and res.failed_stage.value in ("localize", "detect")
 
 
-def test_second_look_puts_the_line_on_the_body_centres(phantom_series) -> None:
-    """The reported centre line (step 1, then moved onto the bodies step 2 measured) passes
-    through the true body centres in view, closer than step 1's line alone."""
+def test_the_reported_line_runs_through_the_body_centres(phantom_series) -> None:
+    """Step 1's line (the network's, centred on the body walls) passes through the true body
+    centres in view, closer than the network's line alone; the second look (moved onto the
+    bodies step 2 measured) keeps it there."""
     from vertfrac_core.analyze import load_any
     from vertfrac_core.eval.localizer import visible_centres
     from vertfrac_core.localize.codec import distance_to_line
+    from vertfrac_core.localize.model import Localizer
 
     folder, ph = phantom_series
     vol = load_any(str(folder))
     truth = np.array([t.center_lps for t in ph.truth])
     truth = truth[visible_centres(vol, truth, margin_mm=15.0)]
+    network = distance_to_line(truth, Localizer(LW, centring=None)(vol).points_lps)
     models = load_models()
     errs = {}
     for second in (False, True):
         res = analyze_volume(vol, source="t", models=models, second_look=second)
         assert res.status.value == "ok", res.error
         errs[second] = distance_to_line(truth, np.array(res.spine_curve_lps))
-    assert errs[True].mean() < 1.0 and errs[True].max() < 2.5, errs[True].round(2)
-    assert errs[True].mean() < errs[False].mean(), (errs[True].mean(), errs[False].mean())
+        assert errs[second].mean() < 1.0 and errs[second].max() < 2.5, errs[second].round(2)
+    assert errs[False].mean() < network.mean(), (errs[False].mean(), network.mean())

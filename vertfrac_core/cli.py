@@ -274,15 +274,19 @@ def evaluate_localizer_cmd(
     weights: Path = typer.Option(None, "--weights", help="Localizer weights (default: shipped)."),
     second_look: bool = typer.Option(False, "--second-look", help="Score the line after the second look "
                                      "(moved onto the bodies step 2 found), as `analyze` reports it."),
+    centring: bool = typer.Option(True, "--centring/--no-centring", help="Step 1 as shipped (the "
+                                  "network's line centred on the bodies' walls) or the network's line "
+                                  "alone (tables localizer_network_*)."),
     out: Path = typer.Option(Path("benchmarks/results"), "--out", help="Folder for the result tables."),
 ) -> None:
     """Distance from true body centres to the predicted centre line; writes result tables."""
     _setup_logging(False)
     from vertfrac_core.eval.localizer import evaluate, phantom_cases, real_cases
     from vertfrac_core.eval.report import write_localizer_tables
+    from vertfrac_core.localize.centring import CentringSettings
     from vertfrac_core.localize.model import WEIGHTS, Localizer
 
-    loc: Any = Localizer(weights or WEIGHTS)
+    loc: Any = Localizer(weights or WEIGHTS, centring=CentringSettings() if centring else None)
     if second_look:
         from vertfrac_core.analyze import Models, SecondLookLocalizer, load_models
 
@@ -295,7 +299,8 @@ def evaluate_localizer_cmd(
         shared = Path(__file__).resolve().parents[2] / "shared" / "data"
         results["real"] = evaluate(real_cases(shared), loc)
     for name, path in write_localizer_tables(results, out, f"seeds {seed}..{seed + phantoms - 1}, profile {profile}",
-                                             "localizer_second_look" if second_look else "localizer").items():
+                                             "localizer_second_look" if second_look else
+                                             "localizer" if centring else "localizer_network").items():
         typer.echo(f"{name}: {path}")
 
 

@@ -23,7 +23,9 @@ def write_localizer_tables(results: dict[str, list[CaseResult]], out: Path, note
     for name, res in results.items():
         s = summary(res)
         md = out / f"{stem}_{name}.md"
-        title = "Localizer" if stem == "localizer" else "Localizer + second look (line moved onto the bodies step 2 found)"
+        title = {"localizer": "Localizer (step 1 as shipped: network line centred on the body walls)",
+                 "localizer_network": "Localizer network alone (decoded line, no centring)"}.get(
+            stem, "Localizer + second look (line moved onto the bodies step 2 found)")
         lines = [
             f"# {title} on {name}", "",
             f"Run {date.today().isoformat()} on {platform.machine()} "

@@ -1,5 +1,8 @@
 """Step 1 at inference: volume -> spine centre line (LPS mm, 1 mm steps, cranial first).
 
+The network's decoded line is then moved onto the middle of the vertebral bodies it passes
+through, measured from their walls in the image (``centring.py``; ``centring=None`` skips it).
+
 The network runs once on the whole canonical 4 mm grid (fully convolutional); weights load once
 per process (:func:`load_localizer`). Runs on CUDA when torch sees a GPU.
 """
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vertfrac_core.errors import ModelError
+from vertfrac_core.localize.centring import CentringSettings, centre_on_bodies
 from vertfrac_core.localize.codec import CodecSettings, decode
 from vertfrac_core.localize.grid import FILL_HU, CanonicalGrid, to_canonical
 from vertfrac_core.volume import Volume
@@ -45,7 +49,8 @@ class Localizer:
     """The trained centre-line network and its decoder."""
 
     def __init__(self, weights: Path = WEIGHTS, device: str | None = None,
-                 codec: CodecSettings = CodecSettings()) -> None:
+                 codec: CodecSettings = CodecSettings(),
+                 centring: CentringSettings | None = CentringSettings()) -> None:
         import torch
 
         from vertfrac_core.localize.net import LocalizerNet
@@ -67,6 +72,7 @@ class Localizer:
         self.memory_format = torch.channels_last_3d if self.device == "cpu" else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         self.codec = codec
+        self.centring = centring  # None: the network's line as decoded (for evaluation)
 
     def heatmaps(self, volume: Volume):
         """(canonical grid, heat (Z,Y,X), offsets (3,Z,Y,X)) for ``volume``."""
@@ -91,7 +97,11 @@ class Localizer:
         t1 = time.perf_counter()
         line = decode(grid, heat, off, self.codec)
         t2 = time.perf_counter()
-        return SpineCurve(points_lps=line, timings_s={"network": t1 - t0, "decode": t2 - t1})
+        if self.centring is not None:
+            line = centre_on_bodies(volume, line, self.centring)
+        t3 = time.perf_counter()
+        return SpineCurve(points_lps=line, timings_s={"network": t1 - t0, "decode": t2 - t1,
+                                                      "centring": t3 - t2})
 
 
 _CACHE: dict[tuple[str, str | None], Localizer] = {}

@@ -1,0 +1,146 @@
+"""Body centring: move the network's centre line onto the middle of the vertebral bodies, from
+the image alone (no weights), before step 2.
+
+The localizer network learned the column on phantoms; on real CT its line runs a few
+millimetres posterior of the body centres (real bodies are deeper than most phantom bodies).
+This step measures each body's walls across the line instead:
+
+1. Every ``row_step_mm`` along the line, a cross-section perpendicular to it (the local frame
+   of ``Reformation``: ``v`` posterior, ``u`` patient left) is read as two band profiles, 1 mm
+   samples, not as a whole image.
+2. In each cross-section, the HU profile along ``v`` through a central band, walked outward
+   from the line, gives the anterior and the posterior wall: the first steep fall (the outer
+   face of the cortex: fat or muscle in front, the spinal canal behind); the profile along ``u``
+   at the middle depth gives the two side walls. The body's (or disc's) centre in that section
+   is the middle of its walls. Falls, not levels, because osteoporotic bodies are inside as
+   dark as muscle.
+3. Offsets measured on fewer than ``min_rows`` sections, or implausible (body depth or width
+   outside ``depth_mm``/``width_mm``), are dropped; the rest are combined along the line by a
+   weighted running median, capped at ``max_shift_mm`` and smoothed; sections without a
+   measurement take the nearest measured offset.
+
+Where no section qualifies (a field of view without bodies, an unusual image), the line comes
+back unchanged: the step can only move the line by a few millimetres, never invent one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from vertfrac_core.reformat import Reformation, ReformatSettings
+from vertfrac_core.volume import Volume
+
+
+@dataclass(frozen=True)
+class CentringSettings:
+    reach_mm: float = 32.0  # cross-sections extend this far from the line (each direction)
+    band_mm: float = 5.0  # half-width of the band whose mean profile is read
+    min_drop_hu: float = 25.0  # HU per mm: the least fall that counts as a wall
+    depth_mm: tuple[float, float] = (14.0, 50.0)  # plausible antero-posterior body depth
+    width_mm: tuple[float, float] = (18.0, 62.0)  # plausible left-right body width
+    window_mm: float = 31.0  # running median along the line
+    max_shift_mm: float = 10.0
+    smooth_mm: float = 4.0
+    row_step_mm: float = 2.0  # one section every so many mm of the line
+    min_rows: int = 6  # fewer measured sections: the line is left as it is
+
+
+def _wall(profile: np.ndarray, centre: int, side: int, min_drop: float, reach: int) -> float | None:
+    """Fractional index of the first wall met walking from ``centre`` in direction ``side``
+    (+1 or -1) through a 1D HU ``profile`` (1 mm samples): the steepest point of the first
+    outward fall of at least ``min_drop`` HU/mm (the outer face of the cortex; in osteoporotic
+    bone the body's inside is as dark as muscle, but its cortex still ends in a fall)."""
+    seg = profile[centre::side][:reach + 1] if side > 0 else profile[centre::-1][:reach + 1]
+    fall = seg[:-1] - seg[1:]  # HU lost per outward step, between samples k and k+1
+    steep = np.nonzero(fall >= min_drop)[0]
+    if len(steep) == 0:
+        return None
+    k = int(steep[0])
+    while k + 1 < len(fall) and fall[k + 1] > fall[k]:
+        k += 1
+    # the steepest point, refined by a parabola through the falls around it
+    sub = 0.0
+    if 0 < k < len(fall) - 1:
+        a, b, c = fall[k - 1], fall[k], fall[k + 1]
+        den = a - 2 * b + c
+        sub = 0.5 * (a - c) / den if den != 0 else 0.0
+    return centre + side * (k + 0.5 + float(np.clip(sub, -0.5, 0.5)))
+
+
+def _band_profiles(volume: Volume, c: np.ndarray, across: np.ndarray, along: np.ndarray,
+                   offsets_mm: np.ndarray, reach: int, band: int) -> np.ndarray:
+    """(rows, 2 reach + 1) mean HU profiles: from each point ``c + offsets * across``, along
+    ``along`` from -reach to +reach mm, averaged over a band of +-band mm across, smoothed."""
+    from vertfrac_core.resample import sample_lps
+
+    t = np.arange(-reach, reach + 1, dtype=np.float64)
+    w = np.arange(-band, band + 1, dtype=np.float64)
+    base = c + offsets_mm[:, None] * across
+    pts = (base[:, None, None, :] + w[None, :, None, None] * across[:, None, None, :]
+           + t[None, None, :, None] * along[:, None, None, :])
+    return gaussian_filter1d(sample_lps(volume, pts).mean(axis=1), 1.0, axis=1)
+
+
+def body_offsets(volume: Volume, line_lps: np.ndarray, settings: CentringSettings = CentringSettings()
+                 ) -> tuple[Reformation, np.ndarray, np.ndarray]:
+    """(reformation of the line, arc lengths s (mm) of the sections, offsets (S, 2) as (v, u)
+    mm), offsets NaN where a section gave no measurement."""
+    ref = Reformation(line_lps, ReformatSettings(step_mm=1.0, margin_mm=0.0))
+    s = np.linspace(0.0, ref.length_mm, int(np.ceil(ref.length_mm / settings.row_step_mm)) + 1)
+    c, _, b, l_ = ref.frames(s)
+    reach, band = int(settings.reach_mm), int(round(settings.band_mm))
+    offsets = np.full((len(s), 2), np.nan)
+    # antero-posterior profiles through a band around the line
+    prof_v = _band_profiles(volume, c, l_, b, np.zeros(len(s)), reach, band)
+    mid_v = np.full(len(s), np.nan)
+    for row in range(len(s)):
+        front = _wall(prof_v[row], reach, -1, settings.min_drop_hu, reach)
+        back = _wall(prof_v[row], reach, 1, settings.min_drop_hu, reach)
+        if front is not None and back is not None and \
+                settings.depth_mm[0] <= back - front <= settings.depth_mm[1]:
+            mid_v[row] = 0.5 * (front + back) - reach
+    rows = np.nonzero(np.isfinite(mid_v))[0]
+    if len(rows) == 0:
+        return ref, s, offsets
+    # left-right profiles at each measured section's middle depth
+    prof_u = _band_profiles(volume, c[rows] + mid_v[rows, None] * b[rows], b[rows], l_[rows],
+                            np.zeros(len(rows)), reach, band)
+    for i, row in enumerate(rows):
+        right = _wall(prof_u[i], reach, -1, settings.min_drop_hu, reach)
+        left = _wall(prof_u[i], reach, 1, settings.min_drop_hu, reach)
+        if right is not None and left is not None and \
+                settings.width_mm[0] <= left - right <= settings.width_mm[1]:
+            offsets[row] = (mid_v[row], 0.5 * (left + right) - reach)
+    return ref, s, offsets
+
+
+def centre_on_bodies(volume: Volume, line_lps: np.ndarray,
+                     settings: CentringSettings = CentringSettings()) -> np.ndarray:
+    """The line moved onto the middle of the bodies (same sampling: every 1 mm, cranial first);
+    unchanged where too few sections could be measured."""
+    from vertfrac_core.localize.codec import densify
+
+    line = np.asarray(line_lps, dtype=np.float64)
+    if len(line) < 4:
+        return line
+    ref, s, offsets = body_offsets(volume, line, settings)
+    ok = np.isfinite(offsets[:, 0])
+    if int(ok.sum()) < settings.min_rows:
+        return line
+    half = int(settings.window_mm / settings.row_step_mm // 2)
+    idx = np.nonzero(ok)[0]
+    smooth = np.empty((len(s), 2))
+    for row in range(len(s)):
+        near = idx[np.abs(idx - row) <= half]
+        if len(near) == 0:  # take the nearest measured section's window
+            nearest = idx[np.argmin(np.abs(idx - row))]
+            near = idx[np.abs(idx - nearest) <= half]
+        smooth[row] = np.median(offsets[near], axis=0)
+    smooth = np.clip(smooth, -settings.max_shift_mm, settings.max_shift_mm)
+    smooth = gaussian_filter1d(smooth, settings.smooth_mm / settings.row_step_mm, axis=0, mode="nearest")
+    c, _, b, l_ = ref.frames(s)
+    moved = c + smooth[:, :1] * b + smooth[:, 1:] * l_
+    return densify(moved, 1.0)
