@@ -11,13 +11,14 @@ This step measures each body's walls across the line instead:
 2. In each cross-section, the HU profile along ``v`` through a central band, walked outward
    from the line, gives the anterior and the posterior wall: the first steep fall (the outer
    face of the cortex: fat or muscle in front, the spinal canal behind); the profile along ``u``
-   at the middle depth gives the two side walls. The body's (or disc's) centre in that section
+   in the front half of the body (clear of the rib heads and pedicles) gives the two side walls. The body's (or disc's) centre in that section
    is the middle of its walls. Falls, not levels, because osteoporotic bodies are inside as
    dark as muscle.
 3. Offsets measured on fewer than ``min_rows`` sections, or implausible (body depth or width
-   outside ``depth_mm``/``width_mm``), are dropped; the rest are combined along the line by a
-   weighted running median, capped at ``max_shift_mm`` and smoothed; sections without a
-   measurement take the nearest measured offset.
+   outside ``depth_mm``/``width_mm``), are dropped; every section then takes the median of the
+   ``neighbours`` measured sections nearest to it along the line (a window that widens where
+   few sections could be measured, so that a few stray walls never decide), capped at
+   ``max_shift_mm`` and smoothed.
 
 Where no section qualifies (a field of view without bodies, an unusual image), the line comes
 back unchanged: the step can only move the line by a few millimetres, never invent one.
@@ -41,7 +42,10 @@ class CentringSettings:
     min_drop_hu: float = 25.0  # HU per mm: the least fall that counts as a wall
     depth_mm: tuple[float, float] = (14.0, 50.0)  # plausible antero-posterior body depth
     width_mm: tuple[float, float] = (18.0, 62.0)  # plausible left-right body width
-    window_mm: float = 31.0  # running median along the line
+    max_side_mm: float = 5.0  # side walls are read only where the line is at most this far off
+    side_depth: float = 0.35  # side walls read this far back from the front wall (share of depth):
+    # in front of the rib heads and pedicles, which join the body's posterior half
+    neighbours: int = 9  # running median over this many measured sections nearest along the line
     max_shift_mm: float = 10.0
     smooth_mm: float = 4.0
     row_step_mm: float = 2.0  # one section every so many mm of the line
@@ -87,7 +91,7 @@ def _band_profiles(volume: Volume, c: np.ndarray, across: np.ndarray, along: np.
 def body_offsets(volume: Volume, line_lps: np.ndarray, settings: CentringSettings = CentringSettings()
                  ) -> tuple[Reformation, np.ndarray, np.ndarray]:
     """(reformation of the line, arc lengths s (mm) of the sections, offsets (S, 2) as (v, u)
-    mm), offsets NaN where a section gave no measurement."""
+    mm), each NaN where a section gave no measurement of it."""
     ref = Reformation(line_lps, ReformatSettings(step_mm=1.0, margin_mm=0.0))
     s = np.linspace(0.0, ref.length_mm, int(np.ceil(ref.length_mm / settings.row_step_mm)) + 1)
     c, _, b, l_ = ref.frames(s)
@@ -96,24 +100,31 @@ def body_offsets(volume: Volume, line_lps: np.ndarray, settings: CentringSetting
     # antero-posterior profiles through a band around the line
     prof_v = _band_profiles(volume, c, l_, b, np.zeros(len(s)), reach, band)
     mid_v = np.full(len(s), np.nan)
+    side_v = np.full(len(s), np.nan)  # where the side walls are read
     for row in range(len(s)):
         front = _wall(prof_v[row], reach, -1, settings.min_drop_hu, reach)
         back = _wall(prof_v[row], reach, 1, settings.min_drop_hu, reach)
         if front is not None and back is not None and \
                 settings.depth_mm[0] <= back - front <= settings.depth_mm[1]:
             mid_v[row] = 0.5 * (front + back) - reach
+            side_v[row] = front + settings.side_depth * (back - front) - reach
     rows = np.nonzero(np.isfinite(mid_v))[0]
     if len(rows) == 0:
         return ref, s, offsets
-    # left-right profiles at each measured section's middle depth
-    prof_u = _band_profiles(volume, c[rows] + mid_v[rows, None] * b[rows], b[rows], l_[rows],
+    # left-right profiles in the front part of each measured section's body
+    prof_u = _band_profiles(volume, c[rows] + side_v[rows, None] * b[rows], b[rows], l_[rows],
                             np.zeros(len(rows)), reach, band)
+    offsets[rows, 0] = mid_v[rows]
     for i, row in enumerate(rows):
         right = _wall(prof_u[i], reach, -1, settings.min_drop_hu, reach)
         left = _wall(prof_u[i], reach, 1, settings.min_drop_hu, reach)
-        if right is not None and left is not None and \
-                settings.width_mm[0] <= left - right <= settings.width_mm[1]:
-            offsets[row] = (mid_v[row], 0.5 * (left + right) - reach)
+        if right is None or left is None:
+            continue
+        # a rib head, a crus or a vessel against one side moves that wall out: lopsided walls
+        # (more than the line can be off to one side) are not read
+        if settings.width_mm[0] <= left - right <= settings.width_mm[1] and \
+                abs((left - reach) + (right - reach)) <= 2 * settings.max_side_mm:
+            offsets[row, 1] = 0.5 * (left + right) - reach
     return ref, s, offsets
 
 
@@ -127,18 +138,18 @@ def centre_on_bodies(volume: Volume, line_lps: np.ndarray,
     if len(line) < 4:
         return line
     ref, s, offsets = body_offsets(volume, line, settings)
-    ok = np.isfinite(offsets[:, 0])
-    if int(ok.sum()) < settings.min_rows:
+    ok = np.isfinite(offsets)
+    if int(ok[:, 0].sum()) < settings.min_rows:
         return line
-    half = int(settings.window_mm / settings.row_step_mm // 2)
-    idx = np.nonzero(ok)[0]
-    smooth = np.empty((len(s), 2))
-    for row in range(len(s)):
-        near = idx[np.abs(idx - row) <= half]
-        if len(near) == 0:  # take the nearest measured section's window
-            nearest = idx[np.argmin(np.abs(idx - row))]
-            near = idx[np.abs(idx - nearest) <= half]
-        smooth[row] = np.median(offsets[near], axis=0)
+    smooth = np.zeros((len(s), 2))
+    for axis in (0, 1):  # antero-posterior, then left-right, each from its own measurements
+        idx = np.nonzero(ok[:, axis])[0]
+        if len(idx) < settings.min_rows:
+            continue
+        k = min(settings.neighbours, len(idx))
+        for row in range(len(s)):  # median of the k measured sections nearest along the line
+            near = idx[np.argsort(np.abs(idx - row), kind="stable")[:k]]
+            smooth[row, axis] = np.median(offsets[near, axis])
     smooth = np.clip(smooth, -settings.max_shift_mm, settings.max_shift_mm)
     smooth = gaussian_filter1d(smooth, settings.smooth_mm / settings.row_step_mm, axis=0, mode="nearest")
     c, _, b, l_ = ref.frames(s)
