@@ -77,7 +77,7 @@ def main(repeats: int = 3, device: str | None = None, table: str = "analyze") ->
                         "detect", "morphometry", "density", "render"], rows,
                 notes=f"Machine: {machine()}, device {dev}, torch CPU threads 2. One 512x512x400 uncompressed phantom DICOM "
                       f"series per run, `analyze_path` end to end (result.json and PNG written). "
-                      f"Localizer alone (network + decoding, loading excluded): median "
+                      f"Localizer alone (network, decoding and centring; loading excluded): median "
                       f"{np.median(loc_times):.2f} s over {len(loc_times)} scans.")
 
 

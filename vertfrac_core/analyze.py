@@ -61,10 +61,12 @@ def load_any(path: str, storage_options: dict | None = None) -> Volume:
 
 
 def analyze_volume(volume: Volume, *, source: str, models: Models, out_dir: Path | None = None,
-                   grading: GradingSettings = GradingSettings(), second_look: bool = True) -> ScanResult:
+                   grading: GradingSettings = GradingSettings(), second_look: bool = False) -> ScanResult:
     """Analyse one loaded volume. Writes the PNG into ``out_dir`` when given. With
     ``second_look``, the reported centre line is moved onto the body centres found by step 2 and
-    each body's keypoints onto its own mid-sagittal plane (:mod:`vertfrac_core.localize.refine_line`)."""
+    each body's keypoints onto its own mid-sagittal plane (:mod:`vertfrac_core.localize.refine_line`).
+    Off by default since step 1 centres its line on the body walls: on held-out phantoms and on
+    VerSe 005 the second look then moved the line away from the body centres (model card)."""
     from vertfrac_core.density import study_l1, trabecular_hu
     from vertfrac_core.detect.sample import straightened_image
     from vertfrac_core.localize.refine_line import body_lateral_offsets, refine_line
@@ -153,7 +155,7 @@ class SecondLookLocalizer:
     def __call__(self, volume: Volume):
         from vertfrac_core.localize.model import SpineCurve
 
-        res = analyze_volume(volume, source="evaluation", models=self.models)
+        res = analyze_volume(volume, source="evaluation", models=self.models, second_look=True)
         if res.status != ScanStatus.OK:
             raise NoSpineError(res.error or "analysis failed")
         return SpineCurve(points_lps=np.asarray(res.spine_curve_lps, dtype=float))

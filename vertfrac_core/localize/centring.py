@@ -57,7 +57,7 @@ def _wall(profile: np.ndarray, centre: int, side: int, min_drop: float, reach: i
     (+1 or -1) through a 1D HU ``profile`` (1 mm samples): the steepest point of the first
     outward fall of at least ``min_drop`` HU/mm (the outer face of the cortex; in osteoporotic
     bone the body's inside is as dark as muscle, but its cortex still ends in a fall)."""
-    seg = profile[centre::side][:reach + 1] if side > 0 else profile[centre::-1][:reach + 1]
+    seg = (profile[centre:] if side > 0 else profile[centre::-1])[:reach + 1]
     fall = seg[:-1] - seg[1:]  # HU lost per outward step, between samples k and k+1
     steep = np.nonzero(fall >= min_drop)[0]
     if len(steep) == 0:
@@ -75,15 +75,14 @@ def _wall(profile: np.ndarray, centre: int, side: int, min_drop: float, reach: i
 
 
 def _band_profiles(volume: Volume, c: np.ndarray, across: np.ndarray, along: np.ndarray,
-                   offsets_mm: np.ndarray, reach: int, band: int) -> np.ndarray:
-    """(rows, 2 reach + 1) mean HU profiles: from each point ``c + offsets * across``, along
-    ``along`` from -reach to +reach mm, averaged over a band of +-band mm across, smoothed."""
+                   reach: int, band: int) -> np.ndarray:
+    """(rows, 2 reach + 1) mean HU profiles: through each point ``c``, along ``along`` from
+    -reach to +reach mm, averaged over a band of +-band mm across (``across``), smoothed."""
     from vertfrac_core.resample import sample_lps
 
     t = np.arange(-reach, reach + 1, dtype=np.float64)
     w = np.arange(-band, band + 1, dtype=np.float64)
-    base = c + offsets_mm[:, None] * across
-    pts = (base[:, None, None, :] + w[None, :, None, None] * across[:, None, None, :]
+    pts = (c[:, None, None, :] + w[None, :, None, None] * across[:, None, None, :]
            + t[None, None, :, None] * along[:, None, None, :])
     return gaussian_filter1d(sample_lps(volume, pts).mean(axis=1), 1.0, axis=1)
 
@@ -98,7 +97,7 @@ def body_offsets(volume: Volume, line_lps: np.ndarray, settings: CentringSetting
     reach, band = int(settings.reach_mm), int(round(settings.band_mm))
     offsets = np.full((len(s), 2), np.nan)
     # antero-posterior profiles through a band around the line
-    prof_v = _band_profiles(volume, c, l_, b, np.zeros(len(s)), reach, band)
+    prof_v = _band_profiles(volume, c, l_, b, reach, band)
     mid_v = np.full(len(s), np.nan)
     side_v = np.full(len(s), np.nan)  # where the side walls are read
     for row in range(len(s)):
@@ -113,7 +112,7 @@ def body_offsets(volume: Volume, line_lps: np.ndarray, settings: CentringSetting
         return ref, s, offsets
     # left-right profiles in the front part of each measured section's body
     prof_u = _band_profiles(volume, c[rows] + side_v[rows, None] * b[rows], b[rows], l_[rows],
-                            np.zeros(len(rows)), reach, band)
+                            reach, band)
     offsets[rows, 0] = mid_v[rows]
     for i, row in enumerate(rows):
         right = _wall(prof_u[i], reach, -1, settings.min_drop_hu, reach)
