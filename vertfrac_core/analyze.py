@@ -66,7 +66,8 @@ def analyze_volume(volume: Volume, *, source: str, models: Models, out_dir: Path
     ``second_look``, the reported centre line is moved onto the body centres found by step 2 and
     each body's keypoints onto its own mid-sagittal plane (:mod:`vertfrac_core.localize.refine_line`).
     Off by default since step 1 centres its line on the body walls: on held-out phantoms and on
-    VerSe 005 the second look then moved the line away from the body centres (model card)."""
+    VerSe 005 the second look then moved the line away from the body centres
+    (``weights/localizer.md``)."""
     from vertfrac_core.density import study_l1, trabecular_hu
     from vertfrac_core.detect.sample import straightened_image
     from vertfrac_core.localize.refine_line import body_lateral_offsets, refine_line
