@@ -147,11 +147,51 @@ def fully_in_view(mid_slab: np.ndarray, keypoints_rc: np.ndarray, margin_px: flo
     return bool((mid_slab[ri, ci] > -1000.0).all())
 
 
+def regular_chain(strong: list[Detection], weak: list[Detection], spread: float = 0.3,
+                  max_col_px: float = 12.0, merge_px: float = 12.0) -> list[Detection]:
+    """With fewer than three strong detections: the chain of weak peaks through the strongest
+    one, if the column is plain in them. Peaks within ``max_col_px`` of its column, closer than
+    ``merge_px`` rows merged (the higher score stays), are taken in row order; the run through
+    the anchor whose gaps all lie within ``spread`` of their median gap is kept if it has three
+    or more bodies. Vertebrae follow each other at a steady pitch, so a regular run of weak
+    peaks is a column the detector was unsure of (a real scan unlike its phantoms), not noise;
+    anything less regular leaves ``strong`` as it was."""
+    if not strong:
+        return strong
+    anchor = max(strong, key=lambda d: d.score)
+    col = float(anchor.centre_rc[1])
+    cands: list[Detection] = []
+    for d in sorted([*strong, *weak], key=lambda d: -d.score):
+        if abs(float(d.centre_rc[1]) - col) > max_col_px:
+            continue
+        if all(abs(float(d.centre_rc[0]) - float(k.centre_rc[0])) >= merge_px for k in cands):
+            cands.append(d)
+    cands.sort(key=lambda d: float(d.centre_rc[0]))
+    if len(cands) < 3:
+        return strong
+    rows = np.array([float(d.centre_rc[0]) for d in cands])
+    i = int(np.argmin(np.abs(rows - float(anchor.centre_rc[0]))))  # the anchor (or its twin)
+    gaps = np.diff(rows)
+    best: tuple[int, int] = (i, i)
+    for lo in range(0, i + 1):  # the longest regular run containing the anchor
+        for hi in range(max(i, lo + 2), len(cands)):
+            g = gaps[lo:hi]
+            med = float(np.median(g))
+            if np.all(np.abs(g - med) <= spread * med) and hi - lo > best[1] - best[0]:
+                best = (lo, hi)
+    lo, hi = best
+    return cands[lo:hi + 1] if hi - lo >= 2 else strong
+
+
 def fill_gaps(strong: list[Detection], weak: list[Detection], min_share: float = 0.65) -> list[Detection]:
     """``strong`` plus the weak peaks that sit in a gap of the column: at least ``min_share`` of
     the median vertebra spacing away from every kept detection along the rows, and within 12 px
     of the column line. A crushed body scores low on the heatmap (its shape is rare) but still
-    fills the space between its neighbours; a weak peak next to a strong one is a duplicate."""
+    fills the space between its neighbours; a weak peak next to a strong one is a duplicate.
+    With fewer than three strong detections the column is first sought as a regular chain of
+    weak peaks (:func:`regular_chain`)."""
+    if len(strong) < 3:
+        strong = regular_chain(strong, weak)
     if len(strong) < 3:
         return strong
     rows = np.array([float(d.centre_rc[0]) for d in strong])
