@@ -57,45 +57,38 @@ class LocalizerNet(nn.Module):
         if arch == "patch":  # full resolution -> 8 mm in one learned step, no full-size maps
             self.stem = nn.Sequential(nn.Conv3d(IN_CHANNELS, w, 2, stride=2, bias=False),
                                       nn.InstanceNorm3d(w, affine=True), nn.LeakyReLU(0.1, inplace=True))
-            self.enc1 = _block(w, 2 * w)
-            self.enc2 = _block(2 * w, 4 * w)
-            self.enc3 = _block(4 * w, 6 * w)
-            self.pool = nn.MaxPool3d(2, ceil_mode=True)
-            self.dec2 = _block(6 * w + 4 * w, 4 * w)
-            self.dec1 = _block(4 * w + 2 * w, 2 * w)
-            self.head = nn.Conv3d(2 * w, OUT_CHANNELS, 1)
-            return
-        self.enc0 = _block(IN_CHANNELS, w)
+        else:
+            self.enc0 = _block(IN_CHANNELS, w)
+        # the inner levels, shared by both (names kept: weights load across architectures)
         self.enc1 = _block(w, 2 * w)
         self.enc2 = _block(2 * w, 4 * w)
         self.enc3 = _block(4 * w, 6 * w)
         self.pool = nn.MaxPool3d(2, ceil_mode=True)
         self.dec2 = _block(6 * w + 4 * w, 4 * w)
         self.dec1 = _block(4 * w + 2 * w, 2 * w)
-        self.dec0 = nn.Sequential(nn.Conv3d(2 * w + w, w, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
-        self.head = nn.Conv3d(w, OUT_CHANNELS, 1)
+        if arch == "patch":
+            self.head = nn.Conv3d(2 * w, OUT_CHANNELS, 1)
+        else:
+            self.dec0 = nn.Sequential(nn.Conv3d(2 * w + w, w, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+            self.head = nn.Conv3d(w, OUT_CHANNELS, 1)
 
     @staticmethod
     def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return nn.functional.interpolate(x, size=like.shape[2:], mode="trilinear", align_corners=False)
+
+    def _inner(self, e1: torch.Tensor) -> torch.Tensor:
+        e2 = self.enc2(self.pool(e1))
+        e3 = self.enc3(self.pool(e2))
+        d2 = self.dec2(torch.cat([self._up(e3, e2), e2], 1))
+        return self.dec1(torch.cat([self._up(d2, e1), e1], 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.arch == "patch":
             # odd sizes: repeat the last slice to make them even, so that the patches tile the grid
             pad = [0, x.shape[4] % 2, 0, x.shape[3] % 2, 0, x.shape[2] % 2]
             xp = nn.functional.pad(x, pad, mode="replicate") if any(pad) else x
-            e1 = self.enc1(self.stem(xp))
-            e2 = self.enc2(self.pool(e1))
-            e3 = self.enc3(self.pool(e2))
-            d2 = self.dec2(torch.cat([self._up(e3, e2), e2], 1))
-            d1 = self.dec1(torch.cat([self._up(d2, e1), e1], 1))
-            y = cells_to_grid(self.head(d1), xp.shape[2:])
+            y = cells_to_grid(self.head(self._inner(self.enc1(self.stem(xp)))), xp.shape[2:])
             return y[:, :, :x.shape[2], :x.shape[3], :x.shape[4]]
         e0 = self.enc0(x)
-        e1 = self.enc1(self.pool(e0))
-        e2 = self.enc2(self.pool(e1))
-        e3 = self.enc3(self.pool(e2))
-        d2 = self.dec2(torch.cat([self._up(e3, e2), e2], 1))
-        d1 = self.dec1(torch.cat([self._up(d2, e1), e1], 1))
-        d0 = self.dec0(torch.cat([self._up(d1, e0), e0], 1))
-        return self.head(d0)
+        d1 = self._inner(self.enc1(self.pool(e0)))
+        return self.head(self.dec0(torch.cat([self._up(d1, e0), e0], 1)))
