@@ -13,7 +13,7 @@ from vertfrac_core.batches import TableStore
 from vertfrac_core.quality import QualityPolicy, gate_and_publish
 from vertfrac_core.tables import RESULT_KEY
 
-RETRY_DELAYS_S = [2, 5, 15]  # transient storage errors: three retries with backoff
+RETRY_DELAYS_S: list[float] = [2.0, 5.0, 15.0]  # transient storage errors: three retries with backoff
 
 
 @task(name="repair-tables", retries=3, retry_delay_seconds=RETRY_DELAYS_S, cache_policy=NO_CACHE)

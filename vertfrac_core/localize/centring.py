@@ -114,7 +114,7 @@ def body_offsets(volume: Volume, line_lps: np.ndarray, settings: CentringSetting
     prof_u = _band_profiles(volume, c[rows] + side_v[rows, None] * b[rows], b[rows], l_[rows],
                             reach, band)
     offsets[rows, 0] = mid_v[rows]
-    for i, row in enumerate(rows):
+    for i, row in enumerate(rows.tolist()):
         right = _wall(prof_u[i], reach, -1, settings.min_drop_hu, reach)
         left = _wall(prof_u[i], reach, 1, settings.min_drop_hu, reach)
         if right is None or left is None:
