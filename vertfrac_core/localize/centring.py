@@ -11,14 +11,15 @@ This step measures each body's walls across the line instead:
 2. In each cross-section, the HU profile along ``v`` through a central band, walked outward
    from the line, gives the anterior and the posterior wall: the first steep fall (the outer
    face of the cortex: fat or muscle in front, the spinal canal behind); the profile along ``u``
-   in the front half of the body (clear of the rib heads and pedicles) gives the two side walls. The body's (or disc's) centre in that section
-   is the middle of its walls. Falls, not levels, because osteoporotic bodies are inside as
-   dark as muscle.
-3. Offsets measured on fewer than ``min_rows`` sections, or implausible (body depth or width
-   outside ``depth_mm``/``width_mm``), are dropped; every section then takes the median of the
-   ``neighbours`` measured sections nearest to it along the line (a window that widens where
-   few sections could be measured, so that a few stray walls never decide), capped at
-   ``max_shift_mm`` and smoothed.
+   a third of the way back from the front wall (clear of the rib heads and pedicles) gives the
+   two side walls. The body's (or disc's) centre in that section is the middle of its walls.
+   Falls, not levels, because osteoporotic bodies are inside as dark as muscle.
+3. Implausible walls (body depth or width outside ``depth_mm``/``width_mm``; side walls so
+   lopsided that the line would be more than ``max_side_mm`` off) are not read; every section
+   then takes, per direction, the median of the ``neighbours`` measured sections nearest to it
+   along the line (a window that widens where few sections could be measured, so that a few
+   stray walls never decide), capped at ``max_shift_mm`` and smoothed. With fewer than
+   ``min_rows`` measured sections the line is left as it is.
 
 Where no section qualifies (a field of view without bodies, an unusual image), the line comes
 back unchanged: the step can only move the line by a few millimetres, never invent one.

@@ -35,7 +35,7 @@ class LocalizerTrainSettings:
     seed_base: int = 1_000_000
     checkpoint_every: int = 100
     width: int = 8
-    arch: str = "full"  # see vertfrac_core.localize.net.ARCHITECTURES
+    arch: str = "patch"  # the shipped one; see vertfrac_core.localize.net.ARCHITECTURES
     threads: int = 1
     init_from: str | None = None  # start from these weights (a fresh schedule)
 
