@@ -374,7 +374,7 @@ def _overhead(base: Path, n: int, stand_in_compute_s: float, notes: list[str],
                  f"and Dask cost (the loop leaves out only the flow's listing and object "
                  f"manifest). Flow: "
                  f"`screen_flow`, everything included (listing, index, LocalCluster start, a fresh "
-                 f"worker process importing the analysis code, loading the models and warming up, "
+                 f"worker process importing the analysis code, loading the models, "
                  f"quality gates, Parquet), Prefect's embedded API already up and Prefect imported "
                  f"(a deployment talks to a running server). A local worker computes "
                  f"on cores / workers threads (tasks/cluster.py), so 1 worker process has the "
