@@ -2,12 +2,14 @@
 
 For every vertebra whose mask is fully in view (not cut by the first or last slice): was a body
 detected there (a predicted centre inside that vertebra's mask), with which level, and do the
-predicted heights agree with the mask? Mask heights are measured in the predicted vertebra's
-own frame (superior axis from its keypoints, antero-posterior axis from its walls): the extent
-along the superior axis of the body's mask voxels within 3 mm of the mid-sagittal plane, in
-a 3 mm wide column just inside the anterior wall, at the middle and just inside the posterior
-wall (plus one voxel's extent). The body is the TPTBox body subregion where there is one, else
-the anterior 38 % of the vertebra's mask. Published Genant grades (VerSe) are shown beside.
+predicted heights agree with the mask? Mask heights are measured along the predicted vertebra's
+axes (superior from its keypoints, antero-posterior from its walls) but at the mask's own
+walls: the extent along the superior axis of the body's mask voxels within 3 mm (or a voxel)
+of the mask's mid-sagittal plane, in a 3 mm (or 1.5 voxel) wide strip just inside the mask's
+anterior wall, at the middle and just inside its posterior wall (plus one voxel's extent). The
+body is the TPTBox body subregion where there is one, else the anterior 38 % of the vertebra's
+mask, whose back is then that cut rather than the posterior wall (the mask's hp is the least
+exact of the three). Published Genant grades (VerSe) are shown beside.
 """
 
 from __future__ import annotations
@@ -40,22 +42,32 @@ class RealRow:
 
 
 def _mask_heights(points: np.ndarray, kp: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float]:
+    """(ha, hm, hp) of a body's mask points (LPS mm): the extent along the predicted vertebra's
+    superior axis of the points within ``max(3 mm, a voxel)`` of its mid-sagittal plane, in a
+    strip just inside the mask's own anterior wall, one at the middle of its antero-posterior
+    extent and one just inside its posterior wall (plus one voxel's extent). Only the axes come
+    from the prediction, so a prediction shifted off the body does not move the reference."""
     sup = np.mean([kp[0] - kp[1], kp[2] - kp[3], kp[4] - kp[5]], axis=0)
     e_s = sup / np.linalg.norm(sup)
     ap = 0.5 * (kp[0] + kp[1]) - 0.5 * (kp[4] + kp[5])
     ap = ap - (ap @ e_s) * e_s
     e_a = ap / np.linalg.norm(ap)
     e_l = np.cross(e_s, e_a)
+    spacing = np.asarray(spacing, dtype=float)
+    vox_s, vox_a, vox_l = (float(np.abs(e) @ spacing) for e in (e_s, e_a, e_l))
     c = kp.mean(axis=0)
     rel = points - c
     a, s, lat = rel @ e_a, rel @ e_s, rel @ e_l
-    near = np.abs(lat) <= 3.0
-    a_ant, a_post = float(kp[[0, 1]].mean(axis=0) @ e_a - c @ e_a), float(kp[[4, 5]].mean(axis=0) @ e_a - c @ e_a)
-    voxel = float(np.abs(e_s) @ spacing)
+    near = np.abs(lat - np.median(lat)) <= max(3.0, vox_l)
+    if near.sum() < 3:
+        return float("nan"), float("nan"), float("nan")
+    front, back = float(a[near].max()), float(a[near].min())
+    w = max(3.0, 1.5 * vox_a)
+    mid = 0.5 * (front + back)
     out = []
-    for lo, hi in ((a_ant - 4.0, a_ant - 1.0), (-1.5, 1.5), (a_post + 1.0, a_post + 4.0)):
+    for lo, hi in ((front - 1.0 - w, front - 1.0), (mid - 0.5 * w, mid + 0.5 * w), (back + 1.0, back + 1.0 + w)):
         sel = near & (a >= lo) & (a <= hi)
-        out.append(float(s[sel].max() - s[sel].min() + voxel) if sel.sum() >= 3 else float("nan"))
+        out.append(float(s[sel].max() - s[sel].min() + vox_s) if sel.sum() >= 3 else float("nan"))
     return out[0], out[1], out[2]
 
 

@@ -1,0 +1,39 @@
+"""The real-CT evaluation's reference heights (`vertfrac_core.eval.real._mask_heights`)."""
+
+import numpy as np
+import pytest
+
+from vertfrac_core.eval.real import _mask_heights
+
+
+def _wedge_body(spacing: float, ha: float, hp: float, depth: float = 36.0, width: float = 30.0):
+    """LPS points of a wedge-shaped body (anterior height ``ha``, posterior ``hp``) on a grid of
+    ``spacing`` mm: anterior towards -y (LPS), superior towards +z; posterior face at y = 0."""
+    g = np.arange(-60.0, 60.0 + 1e-9, spacing)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    height = hp + (ha - hp) * (-y / depth)  # linear from posterior (y = 0) to anterior (y = -depth)
+    inside = (np.abs(x) <= width / 2) & (y <= 0) & (y >= -depth) & (np.abs(z) <= height / 2)
+    return np.stack([x[inside], y[inside], z[inside]], axis=1)
+
+
+def _keypoints(shift_y: float, ha: float, hp: float, depth: float = 36.0) -> np.ndarray:
+    """6 keypoints (anterior sup/inf, middle sup/inf, posterior sup/inf) of the same body,
+    moved ``shift_y`` mm posteriorly (as a detection in the canal would be)."""
+    hm = 0.5 * (ha + hp)
+    return np.array([[0, -depth, ha / 2], [0, -depth, -ha / 2], [0, -depth / 2, hm / 2],
+                     [0, -depth / 2, -hm / 2], [0, 0, hp / 2], [0, 0, -hp / 2]]) + [0, shift_y, 0]
+
+
+@pytest.mark.parametrize("spacing", [1.0, 3.0])
+def test_mask_heights_follow_the_mask_not_the_prediction(spacing):
+    ha, hp = 18.0, 27.0
+    pts = _wedge_body(spacing, ha, hp)
+    for shift in (0.0, 8.0):  # a prediction 8 mm into the canal must not move the reference
+        got = _mask_heights(pts, _keypoints(shift, ha, hp), np.array([spacing] * 3))
+        assert np.all(np.isfinite(got)), got
+        # strips lie 1-4 mm (1-5.5 mm at 3 mm voxels) inside the walls: heights a little inwards
+        # of the wall's own (wedge slope 0.25 mm per mm), within a voxel's quantisation
+        tol = spacing + 1.5
+        assert abs(got[0] - ha) <= tol and abs(got[2] - hp) <= tol, got
+        assert abs(got[1] - 0.5 * (ha + hp)) <= tol, got
+        assert got[0] < got[2], got
