@@ -137,17 +137,23 @@ def _screen(source: Path, dest: Path, **kw: Any) -> tuple[float, Any]:
     return time.perf_counter() - t, summary
 
 
+def _python(code: str, what: str, timeout: float) -> subprocess.CompletedProcess:
+    """``python -c code`` in a fresh process at the repository root; raises if it fails."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{what} failed ({out.returncode}): {out.stderr[-2000:]}")
+    return out
+
+
 def _screen_process(source: Path, dest: Path, workers: int) -> float:
     """A fresh ``vertfrac screen`` with the stand-in: what a nightly run costs, start-up included."""
     code = ("import sys; from vertfrac_core.cli import app; sys.argv = ['vertfrac', 'screen', "
             f"{str(source)!r}, '--out', {str(dest)!r}, '--workers', '{workers}', '--analyzer', "
             f"{STAND_IN['analyze']!r}, '--models', {STAND_IN['load_models']!r}]; app()")
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    out = _python(code, "vertfrac screen", timeout=600)
     wall = time.perf_counter() - t
-    if out.returncode != 0:
-        raise RuntimeError(f"vertfrac screen failed ({out.returncode}): {out.stderr[-2000:]}")
     if "screened 0 " not in out.stdout:
         raise RuntimeError(f"the unchanged rerun screened something:\n{out.stdout[-2000:]}")
     return wall
@@ -253,16 +259,13 @@ def _loop_process(source: Path, spec: Any, base: Path, rep: int, passes: int) ->
     """:func:`_loop` in a fresh Python process, as a nightly script would run (its imports of the
     analysis code and its model load included, like the flow's fresh Dask worker): the seconds
     of each part of each pass (a second pass sees the same scans again in a warm process)."""
+    import dataclasses
     import json
 
     args = json.dumps({"source": str(source), "base": str(base), "rep": rep, "passes": passes,
-                       "spec": {"analyze": spec.analyze, "load_models": spec.load_models,
-                                "device": spec.device, "options": list(spec.options)}})
-    code = f"from benchmarks.bench_pipeline import _loop_main; _loop_main({args!r})"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=1800)
-    if out.returncode != 0:
-        raise RuntimeError(f"the loop failed ({out.returncode}): {out.stderr[-2000:]}")
+                       "spec": dataclasses.asdict(spec)})
+    out = _python(f"from benchmarks.bench_pipeline import _loop_main; _loop_main({args!r})",
+                  "the loop", timeout=1800)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -285,9 +288,7 @@ def _loop_main(args_json: str) -> None:
     from vertfrac_core.screening import AnalyzerSpec
 
     a = json.loads(args_json)
-    sp = a["spec"]
-    spec = AnalyzerSpec(analyze=sp["analyze"], load_models=sp["load_models"], device=sp["device"],
-                        options=tuple((k, v) for k, v in sp["options"]))
+    spec = AnalyzerSpec(**{**a["spec"], "options": tuple(tuple(o) for o in a["spec"]["options"])})
     base, passes = Path(a["base"]), []
     for p in range(a["passes"]):
         loop = _loop(Path(a["source"]), spec, base / f"loop_pictures{a['rep']}_{p}",

@@ -43,10 +43,11 @@ class RealRow:
 
 def _mask_heights(points: np.ndarray, kp: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float]:
     """(ha, hm, hp) of a body's mask points (LPS mm): the extent along the predicted vertebra's
-    superior axis of the points within ``max(3 mm, a voxel)`` of its mid-sagittal plane, in a
-    strip just inside the mask's own anterior wall, one at the middle of its antero-posterior
-    extent and one just inside its posterior wall (plus one voxel's extent). Only the axes come
-    from the prediction, so a prediction shifted off the body does not move the reference."""
+    superior axis of the points within ``max(3 mm, a voxel)`` of the mask's median sagittal
+    plane, in a strip just inside the mask's own anterior wall, one at the middle of its
+    antero-posterior extent and one just inside its posterior wall (plus one voxel's extent).
+    Only the axes come from the prediction, so a prediction shifted off the body does not move
+    the reference."""
     sup = np.mean([kp[0] - kp[1], kp[2] - kp[3], kp[4] - kp[5]], axis=0)
     e_s = sup / np.linalg.norm(sup)
     ap = 0.5 * (kp[0] + kp[1]) - 0.5 * (kp[4] + kp[5])
