@@ -309,7 +309,13 @@ def train_detector_cmd(
     data: Path = typer.Option(Path("runs/detector_data"), "--data", help="Folder of rendered samples."),
     out: Path = typer.Option(Path("runs/detector"), "--out"),
     generate: int = typer.Option(0, "--generate", min=0, help="First render this many samples into DATA."),
+    seed_start: int = typer.Option(2_000_000, "--seed-start", min=2_000_000, help="First seed rendered."),
+    enrich: bool = typer.Option(False, "--enrich", help="Rendered phantoms carry 2-5 forced fractures."),
+    coarse_share: float = typer.Option(0.25, "--coarse-share", min=0.0, max=1.0,
+                                       help="Share of rendered samples on isotropic 1.5-3 mm voxels."),
     steps: int = typer.Option(1200, "--steps", min=1),
+    lr: float = typer.Option(2e-3, "--lr", min=0.0),
+    init_from: Path = typer.Option(None, "--init-from", help="Start from these weights (new schedule)."),
     resume: bool = typer.Option(False, "--resume"),
     install: bool = typer.Option(False, "--install", help="Copy the weights into vertfrac_core/weights/."),
 ) -> None:
@@ -320,8 +326,10 @@ def train_detector_cmd(
     from vertfrac_core.train.detector import DetectorTrainSettings, generate_samples, train_detector
 
     if generate:
-        generate_samples(str(data), n=generate)
-    weights = train_detector(DetectorTrainSettings(data_dir=str(data), out_dir=str(out), steps=steps), resume=resume)
+        generate_samples(str(data), seed_start=seed_start, n=generate, enrich=enrich, coarse_share=coarse_share)
+    weights = train_detector(DetectorTrainSettings(data_dir=str(data), out_dir=str(out), steps=steps, lr=lr,
+                                                   init_from=str(init_from) if init_from else None),
+                             resume=resume)
     typer.echo(f"weights: {weights}")
     if install:
         dest = Path(__file__).parent / "weights" / "detector.pt"

@@ -33,7 +33,13 @@ def _lumbar_render(spec, spacing=1.0):
     return ph, Volume(hu=hu, affine_lps=grid.affine_lps)
 
 
-def test_keypoints_lie_on_rendered_body_surface() -> None:
+def test_keypoints_lie_on_rendered_body_surface(monkeypatch) -> None:
+    import vertfrac_core.phantom.render as render
+
+    real_material = render._material
+    # a thick shell (0.8 mm at 900 HU), so that "bone within 1 mm" does not hang on the texture
+    monkeypatch.setattr(render, "_material", lambda ph, rng: replace(real_material(ph, rng), shell_mm=0.8,
+                                                                      shell_hu=900.0))
     spec = replace(sample_patient(3), l1_hu=240.0, fractures=(
         FractureSpec("L1", DeformityType.WEDGE, 0.35),))
     ph, vol = _lumbar_render(spec)

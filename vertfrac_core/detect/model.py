@@ -78,8 +78,10 @@ class Detector:
         from vertfrac_core.detect.net import image_to_input
 
         x = torch.from_numpy(image_to_input(image))[None].to(self.device)
-        pad = (-x.shape[2]) % 16, (-x.shape[3]) % 16
-        x = torch.nn.functional.pad(x, (0, pad[1], 0, pad[0]), value=-1.5)
+        # rows padded to a multiple of 16, as the training crops are (160 rows); the width is left
+        # as trained (the reformat's 161 columns): padding it to 176 changed the decoder's
+        # upsampling ratios and moved every keypoint about 1.9 mm posteriorly
+        x = torch.nn.functional.pad(x, (0, 0, 0, (-x.shape[2]) % 16), value=-1.5)
         with torch.inference_mode():
             y = self.net(x)[0].float().cpu().numpy()
         h, w = (image.shape[1] + 1) // 2, (image.shape[2] + 1) // 2

@@ -9,7 +9,7 @@ to a random field of view.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -87,9 +87,11 @@ def enrich_fractures(spec, rng: np.random.Generator):
     return replace(spec, fractures=tuple(fr))
 
 
-def render_detector_sample(seed: int, enrich: bool = False) -> DetectorSample:
+def render_detector_sample(seed: int, enrich: bool = False, voxel_mm: float | None = None) -> DetectorSample:
     """One random phantom, scanner grid and field of view, straightened with a perturbed line;
-    with ``enrich``, the phantom carries several fractures (:func:`enrich_fractures`)."""
+    with ``enrich``, the phantom carries several fractures (:func:`enrich_fractures`); with
+    ``voxel_mm``, the volume is an isotropic ``voxel_mm`` grid (a resampled research volume, as
+    NIfTI exports at 1.5-3 mm are) instead of the scanner's own grid."""
     from vertfrac_core.localize.codec import smooth_centre_line
     from vertfrac_core.phantom.acquisition import sample_acquisition
     from vertfrac_core.phantom.population import sample_patient
@@ -110,8 +112,16 @@ def render_detector_sample(seed: int, enrich: bool = False) -> DetectorSample:
         z_hi, z_lo = float(line[:, 2].max()) + 20, float(line[:, 2].min()) - 40
     # the reformat samples every 1 mm: a finer render buys nothing but time (the slice profile
     # and the in-plane point spread of the protocol are still applied)
-    grid = _box_grid(line, z_lo, z_hi, max(acq.pixel_spacing_mm, 1.0), max(acq.slice_spacing_mm, 1.25))
-    hu = render_grid(ph, grid, settings_for(acq), seed)
+    if voxel_mm is None:
+        grid = _box_grid(line, z_lo, z_hi, max(acq.pixel_spacing_mm, 1.0), max(acq.slice_spacing_mm, 1.25))
+        settings = settings_for(acq)
+    else:  # resampling averages over the voxel: slice profile and point spread of about its size
+        grid = _box_grid(line, z_lo, z_hi, voxel_mm, voxel_mm)
+        acq = replace(acq, pixel_spacing_mm=voxel_mm, slice_thickness_mm=max(acq.slice_thickness_mm, voxel_mm),
+                      slice_spacing_mm=voxel_mm, blur_mm=max(acq.blur_mm, 0.8 * voxel_mm),
+                      noise_hu=acq.noise_hu / max(1.0, voxel_mm))
+        settings = settings_for(acq)
+    hu = render_grid(ph, grid, settings, seed)
     vol = Volume(hu=hu, affine_lps=grid.affine_lps)
     # the line step 1 would give: cut to the field of view, with smooth errors of ~1-3 mm
     inside = (line[:, 2] <= z_hi - 5) & (line[:, 2] >= z_lo + 5)

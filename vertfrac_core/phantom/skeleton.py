@@ -24,6 +24,8 @@ class BoneMaterial:
     cortex_mm: float
     texture: np.ndarray  # (64, 64, 64) zero-mean trabecular texture, unit std
     texture_hu: float
+    shell_mm: float = 0.8  # the vertebral body's cortical shell (walls and endplates)
+    shell_hu: float = 900.0
 
 
 def _local(v: Vertebra, X: np.ndarray, Y: np.ndarray, Z: np.ndarray):
@@ -132,7 +134,7 @@ def paint_vertebra(canvas: Canvas, v: Vertebra, mat: BoneMaterial) -> None:
     def shape(X, Y, Z, d_body, d_pe, d_canal):
         a, l, s = _local(v, X, Y, Z)
         trab = np.float32(v.trabecular_hu) + _texture_at(mat, a, l, s) * np.float32(mat.texture_hu)
-        al_b, hu_b = shell(d_body, edge, mat.cortex_mm, mat.cortex_hu, trab)
+        al_b, hu_b = shell(d_body, edge, mat.shell_mm, mat.shell_hu, trab)
         al_p, hu_p = shell(d_pe, edge, mat.cortex_mm * 1.2, mat.cortex_hu * 0.9, trab * np.float32(1.3) + np.float32(110.0))
         alpha = occupancy(d_canal, edge) * np.float32(0.95)
         hu = np.full_like(alpha, 12.0)

@@ -20,8 +20,17 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def generate_samples(out_dir: str, seed_start: int = 2_000_000, n: int = 200, enrich: bool = False) -> int:
-    """Render ``n`` detector samples into ``out_dir`` (skips files already there)."""
+def sample_voxel_mm(seed: int, coarse_share: float) -> float | None:
+    """The isotropic voxel (1.5-3 mm) a training sample of ``seed`` is resampled to, for a
+    ``coarse_share`` of the seeds; None (the scanner's own grid) for the rest."""
+    r = np.random.default_rng([seed, 11])
+    return float(r.uniform(1.5, 3.0)) if r.random() < coarse_share else None
+
+
+def generate_samples(out_dir: str, seed_start: int = 2_000_000, n: int = 200, enrich: bool = False,
+                     coarse_share: float = 0.0) -> int:
+    """Render ``n`` detector samples into ``out_dir`` (skips files already there); a
+    ``coarse_share`` of them on isotropic 1.5-3 mm grids (:func:`sample_voxel_mm`)."""
     from vertfrac_core.detect.sample import render_detector_sample
 
     out = Path(out_dir)
@@ -31,7 +40,7 @@ def generate_samples(out_dir: str, seed_start: int = 2_000_000, n: int = 200, en
         path = out / f"sample_{seed}.npz"
         if path.exists():
             continue
-        render_detector_sample(seed, enrich=enrich).save(path)
+        render_detector_sample(seed, enrich=enrich, voxel_mm=sample_voxel_mm(seed, coarse_share)).save(path)
         made += 1
     return made
 

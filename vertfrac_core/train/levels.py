@@ -13,8 +13,34 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def narrow_fov(x: np.ndarray, rng: np.random.Generator, p_front: float = 0.3, p_back: float = 0.15) -> np.ndarray:
+    """A spine-centred reconstruction (a small field of view, as in VerSe-style crops): air
+    (-1.5 in the network's window) in front of a cut 38-62 mm anterior of the centre line (the
+    bodies' front walls lie 15-30 mm anterior of it), and behind one 40-80 mm posterior of it,
+    each tilted by up to 11 degrees. ``x``: (C, R, W) at :data:`POOL` mm, columns from
+    :class:`~vertfrac_core.reformat.ReformatSettings`' ``anterior_mm`` in front of the line."""
+    from vertfrac_core.detect.levelnet import POOL
+    from vertfrac_core.reformat import ReformatSettings
+
+    c, r, w = x.shape
+    line = ReformatSettings().anterior_mm / POOL
+    rows = np.arange(r) - r / 2.0
+    cols = np.arange(w)[None, :]
+    out = x
+    for p, lo, hi, front in ((p_front, -62.0, -38.0, True), (p_back, 40.0, 80.0, False)):
+        if rng.random() >= p:
+            continue
+        cut = line + rng.uniform(lo, hi) / POOL + rng.uniform(-0.2, 0.2) * rows
+        cut = np.clip(cut, line + lo / POOL, line + hi / POOL) if front else np.clip(cut, line + lo / POOL, None)
+        air = cols < cut[:, None] if front else cols > cut[:, None]
+        out = np.where(air[None], np.float32(-1.5), out)
+    return out
+
+
 def train_levels(data_dir: str, out_dir: str, steps: int = 1500, batch: int = 4, lr: float = 2e-3,
-                 threads: int = 1) -> Path:
+                 threads: int = 1, narrow: bool = False) -> Path:
+    """Train the level network; with ``narrow``, some examples get a small field of view
+    (:func:`narrow_fov`; tried, not in the shipped weights: see ``weights/detector.md``)."""
     import torch
 
     from vertfrac_core.detect.levelnet import N_CLASSES, LevelNet, downsample, row_labels
@@ -52,7 +78,7 @@ def train_levels(data_dir: str, out_dir: str, steps: int = 1500, batch: int = 4,
                     x = np.pad(x, ((0, 0), (0, pad), (0, 0)), constant_values=-1.5)
                     y = np.pad(y, (0, pad), constant_values=N_CLASSES - 1)
                 a, b = rng.uniform(0.85, 1.15), rng.uniform(-0.1, 0.1)
-                xs.append(x * a + b)
+                xs.append((narrow_fov(x, rng) if narrow else x) * a + b)
                 ys.append(y)
             xt = torch.from_numpy(np.stack(xs).astype(np.float32))
             yt = torch.from_numpy(np.stack(ys))
