@@ -114,14 +114,12 @@ def render_detector_sample(seed: int, enrich: bool = False, voxel_mm: float | No
     # and the in-plane point spread of the protocol are still applied)
     if voxel_mm is None:
         grid = _box_grid(line, z_lo, z_hi, max(acq.pixel_spacing_mm, 1.0), max(acq.slice_spacing_mm, 1.25))
-        settings = settings_for(acq)
     else:  # resampling averages over the voxel: slice profile and point spread of about its size
         grid = _box_grid(line, z_lo, z_hi, voxel_mm, voxel_mm)
         acq = replace(acq, pixel_spacing_mm=voxel_mm, slice_thickness_mm=max(acq.slice_thickness_mm, voxel_mm),
                       slice_spacing_mm=voxel_mm, blur_mm=max(acq.blur_mm, 0.8 * voxel_mm),
                       noise_hu=acq.noise_hu / max(1.0, voxel_mm))
-        settings = settings_for(acq)
-    hu = render_grid(ph, grid, settings, seed)
+    hu = render_grid(ph, grid, settings_for(acq), seed)
     vol = Volume(hu=hu, affine_lps=grid.affine_lps)
     # the line step 1 would give: cut to the field of view, with smooth errors of ~1-3 mm
     inside = (line[:, 2] <= z_hi - 5) & (line[:, 2] >= z_lo + 5)

@@ -53,7 +53,7 @@ def _material(phantom: Phantom, rng: np.random.Generator) -> BoneMaterial:
     # 1-1.5 mm voxels its walls stood 130-180 HU above the trabecular bone at mid-height (VerSe
     # 005 / 006, TPTBox; 47 HU at 3 mm), where the former uniform 0.8 mm shell at 600-1000 HU
     # stood 150-320 HU above it (5th-95th percentile of straightened samples, all protocols);
-    # this draw gives 60-282 HU (median 140) on the same samples
+    # this draw gives 60-282 HU (median 140) on the same seeds
     shell_mm = float(rng.uniform(0.4, 1.0))
     return BoneMaterial(
         cortex_hu=cortex_hu, cortex_mm=0.8, texture=tex,

@@ -22,7 +22,7 @@ def narrow_fov(x: np.ndarray, rng: np.random.Generator, p_front: float = 0.3, p_
     from vertfrac_core.detect.levelnet import POOL
     from vertfrac_core.reformat import ReformatSettings
 
-    c, r, w = x.shape
+    _, r, w = x.shape
     line = ReformatSettings().anterior_mm / POOL
     rows = np.arange(r) - r / 2.0
     cols = np.arange(w)[None, :]
