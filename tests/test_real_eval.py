@@ -37,3 +37,21 @@ def test_mask_heights_follow_the_mask_not_the_prediction(spacing):
         assert abs(got[0] - ha) <= tol and abs(got[2] - hp) <= tol, got
         assert abs(got[1] - 0.5 * (ha + hp)) <= tol, got
         assert got[0] < got[2], got
+
+
+@pytest.mark.parametrize("spacing", [1.0, 3.0])
+def test_body_is_cut_from_the_whole_vertebra_at_the_canal(spacing):
+    """Without a body label, the body is the mask in front of the canal: an arch behind a 15 mm
+    canal (taller than the body, as laminae and the spinous process are) must not enter hp."""
+    ha, hp = 22.0, 27.0
+    body = _wedge_body(spacing, ha, hp)
+    g = np.arange(-60.0, 60.0 + 1e-9, spacing)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    arch = (np.abs(x) <= 4) & (y >= 15) & (y <= 35) & (np.abs(z) <= 22)
+    pts = np.concatenate([body, np.stack([x[arch], y[arch], z[arch]], axis=1)])
+    got = _mask_heights(pts, _keypoints(0.0, ha, hp), np.array([spacing] * 3), whole_vertebra=True)
+    tol = spacing + 1.5
+    assert abs(got[0] - ha) <= tol and abs(got[2] - hp) <= tol, got
+    # without the cut, the "posterior wall" would be the arch's back (44 mm tall)
+    wrong = _mask_heights(pts, _keypoints(0.0, ha, hp), np.array([spacing] * 3))
+    assert wrong[2] > hp + 10, wrong

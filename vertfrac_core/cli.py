@@ -316,6 +316,8 @@ def train_detector_cmd(
     steps: int = typer.Option(1200, "--steps", min=1),
     lr: float = typer.Option(2e-3, "--lr", min=0.0),
     init_from: Path = typer.Option(None, "--init-from", help="Start from these weights (new schedule)."),
+    zoom_share: float = typer.Option(0.0, "--zoom-share", min=0.0, max=1.0,
+                                     help="Share of training crops scaled by 0.85-1.3 (body size variety)."),
     resume: bool = typer.Option(False, "--resume"),
     install: bool = typer.Option(False, "--install", help="Copy the weights into vertfrac_core/weights/."),
 ) -> None:
@@ -328,7 +330,8 @@ def train_detector_cmd(
     if generate:
         generate_samples(str(data), seed_start=seed_start, n=generate, enrich=enrich, coarse_share=coarse_share)
     weights = train_detector(DetectorTrainSettings(data_dir=str(data), out_dir=str(out), steps=steps, lr=lr,
-                                                   init_from=str(init_from) if init_from else None),
+                                                   init_from=str(init_from) if init_from else None,
+                                                   zoom_share=zoom_share),
                              resume=resume)
     typer.echo(f"weights: {weights}")
     if install:

@@ -1,5 +1,5 @@
-"""Training-time variety for step 2: narrow fields of view for the level network, coarse voxels and
-thin body shells in the rendered samples."""
+"""Training-time variety for step 2: narrow fields of view for the level network, coarse voxels,
+thin body shells and dense endplates in the rendered samples, body sizes in the crops."""
 
 from __future__ import annotations
 
@@ -48,5 +48,35 @@ def test_body_shell_varies_between_patients() -> None:
     for i in range(60):
         m = _material(ph, np.random.default_rng(i))
         assert 0.4 <= m.shell_mm <= 1.0 and 0.6 * m.cortex_hu <= m.shell_hu <= m.cortex_hu
+        # the endplates' dense layer reaches 0.4-1.2 mm deeper than the shell, at 45-85 % of the cortex HU
+        assert 0.4 <= m.plate_mm - m.shell_mm <= 1.2 and 0.45 * m.cortex_hu <= m.plate_hu <= 0.85 * m.cortex_hu
         shells.append(m.shell_mm)
     assert np.ptp(shells) > 0.45
+
+
+def test_zoom_moves_keypoints_with_the_image() -> None:
+    from scipy.ndimage import map_coordinates
+
+    from vertfrac_core.train.detector import LINE_COL, _zoom
+
+    rng = np.random.default_rng(5)
+    img = np.full((4, 120, 161), -1024.0, np.float32)
+    kp = np.array([[[30.0, 40.0], [55.0, 41.0], [31.0, 58.0], [54.0, 58.0], [30.0, 76.0], [55.0, 75.0]]])
+    img[:, 30:56, 40:77] = 200.0 + rng.normal(0, 20, (26, 37))  # a body, corners at the keypoints
+    centres = kp.mean(axis=1)
+    for f in (0.85, 1.3):
+        out, k2, c2 = _zoom(img, kp, centres, f)
+        assert out.shape == (4, int(round(120 * f)), 161)  # the same columns, rows scaled
+        # the body's extent scales about the line's column and the top row
+        body = np.nonzero((out[1] > 0).any(axis=0))[0]
+        assert abs(body.min() - (LINE_COL + (40 - LINE_COL) * f)) <= 1.0
+        assert abs(body.max() - (LINE_COL + (76 - LINE_COL) * f)) <= 1.0
+        rows = np.nonzero((out[1] > 0).any(axis=1))[0]
+        assert abs(rows.min() - 30 * f) <= 1.0 and abs(rows.max() - 55 * f) <= 1.0
+        np.testing.assert_allclose(k2[0, :, 0], kp[0, :, 0] * f)
+        np.testing.assert_allclose(c2, k2.mean(axis=1))
+        # inner points sample the same bone as before
+        inner = np.array([[40.0, 55.0], [45.0, 60.0]])
+        a = map_coordinates(img[1], inner.T, order=1)
+        b = map_coordinates(out[1], np.stack([inner[:, 0] * f, LINE_COL + (inner[:, 1] - LINE_COL) * f]), order=1)
+        np.testing.assert_allclose(a, b, atol=40.0)

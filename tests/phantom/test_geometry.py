@@ -146,3 +146,38 @@ def test_variants_occur() -> None:
     assert any("L6" in s.levels for s in specs)
     for s in specs[:50]:
         assert s.levels[0] == "C7" and s.levels[-1] in ("L5", "L6")
+
+
+def test_dense_endplates_change_only_the_bodies(monkeypatch) -> None:
+    """The endplate layer brightens the bodies just inside their endplates, and nothing else:
+    not the posterior elements, not the discs, not the bodies' centres."""
+    import vertfrac_core.phantom.render as render
+    from vertfrac_core.phantom.shapes import superellipse_radius
+
+    real_material = render._material
+    spec = replace(sample_patient(4), l1_hu=150.0, fractures=())
+    vols = {}
+    for plate in (0.0, 1.5):
+        monkeypatch.setattr(render, "_material", lambda ph, rng, p=plate: replace(
+            real_material(ph, rng), shell_mm=0.6, shell_hu=700.0, plate_mm=p, plate_hu=600.0))
+        ph, vols[plate] = _lumbar_render(spec)
+    diff = vols[1.5].hu - vols[0.0].hu
+    changed = np.argwhere(np.abs(diff) > 20.0)
+    assert len(changed) > 500
+    pts = vols[0.0].voxel_to_lps(changed[:, ::-1].astype(float))
+    near_plate = np.zeros(len(pts), bool)
+    for v in ph.vertebrae:
+        rel = (pts - v.origin_lps) @ v.frame  # (a, l, s) in the body's frame
+        b = v.body
+        rho = superellipse_radius(rel[:, 0], rel[:, 1], b.half_depth, b.half_width, b.exponent)
+        top, bot = b.plates(rel[:, 0], rho)
+        inside = (np.abs(rel[:, 0]) <= b.half_depth + 1.0) & (np.abs(rel[:, 1]) <= b.half_width + 1.0)
+        depth = np.minimum(top - rel[:, 2], rel[:, 2] - bot)  # below the nearer endplate
+        near_plate |= inside & (depth >= -1.5) & (depth <= 1.5 + 1.5)
+    assert near_plate.all(), pts[~near_plate][:5]
+    # at the middle keypoints, 1 mm inside the endplate, the bone is brighter than before
+    for t in ph.truth:
+        if t.level == "L2":
+            e_sup = ph.vertebra("L2").frame[:, 2]
+            p = t.keypoints_lps[2] - 1.0 * e_sup
+            assert sample_lps(vols[1.5], p[None])[0] > sample_lps(vols[0.0], p[None])[0] + 100.0

@@ -7,9 +7,9 @@ axes (superior from its keypoints, antero-posterior from its walls) but at the m
 walls: the extent along the superior axis of the body's mask voxels within 3 mm (or a voxel)
 of the mask's mid-sagittal plane, in a 3 mm (or 1.5 voxel) wide strip just inside the mask's
 anterior wall, at the middle and just inside its posterior wall (plus one voxel's extent). The
-body is the TPTBox body subregion where there is one, else the anterior 38 % of the vertebra's
-mask, whose back is then that cut rather than the posterior wall (the mask's hp is the least
-exact of the three). Published Genant grades (VerSe) are shown beside.
+body is the TPTBox body subregion where there is one, else the vertebra's mask near the
+mid-sagittal plane from the front wall back to the canal (the first gap behind it). Published
+Genant grades (VerSe) are shown beside.
 """
 
 from __future__ import annotations
@@ -41,13 +41,16 @@ class RealRow:
         return float(np.max(np.abs(np.subtract(self.pred_h, self.mask_h))))
 
 
-def _mask_heights(points: np.ndarray, kp: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float]:
+def _mask_heights(points: np.ndarray, kp: np.ndarray, spacing: np.ndarray,
+                  whole_vertebra: bool = False) -> tuple[float, float, float]:
     """(ha, hm, hp) of a body's mask points (LPS mm): the extent along the predicted vertebra's
     superior axis of the points within ``max(3 mm, a voxel)`` of the mask's median sagittal
     plane, in a strip just inside the mask's own anterior wall, one at the middle of its
     antero-posterior extent and one just inside its posterior wall (plus one voxel's extent).
     Only the axes come from the prediction, so a prediction shifted off the body does not move
-    the reference."""
+    the reference. With ``whole_vertebra`` (no body subregion labelled), the points are the whole
+    vertebra's and the body is cut from them at the canal (the first antero-posterior gap behind
+    the front wall near the mid-sagittal plane)."""
     sup = np.mean([kp[0] - kp[1], kp[2] - kp[3], kp[4] - kp[5]], axis=0)
     e_s = sup / np.linalg.norm(sup)
     ap = 0.5 * (kp[0] + kp[1]) - 0.5 * (kp[4] + kp[5])
@@ -63,6 +66,15 @@ def _mask_heights(points: np.ndarray, kp: np.ndarray, spacing: np.ndarray) -> tu
     if near.sum() < 3:
         return float("nan"), float("nan"), float("nan")
     front, back = float(a[near].max()), float(a[near].min())
+    if whole_vertebra:
+        # near the mid-sagittal plane the canal separates the body from the arch: the body is the
+        # run of mask from the front wall back to the first gap of 2 mm or more (or a voxel and a half)
+        gap = max(2.0, 1.5 * vox_a)
+        order = np.sort(a[near])[::-1]
+        steps = np.nonzero(-np.diff(order) >= gap)[0]
+        if steps.size:
+            back = float(order[steps[0]])
+            near &= a >= back
     w = max(3.0, 1.5 * vox_a)
     mid = 0.5 * (front + back)
     out = []
@@ -106,7 +118,9 @@ def evaluate_real(shared_data: Path, models) -> list[RealRow]:
                 v = preds[hit.index(value)]
                 row.predicted_level, row.grade = v.level, v.grade
                 row.pred_h = (v.ha_mm, v.hm_mm, v.hp_mm)
-                row.mask_h = _mask_heights(body_points(labvol, kji, body), np.array(v.keypoints_lps), spacing)
+                whole = body is None
+                pts = labvol.voxel_to_lps(kji[:, ::-1].astype(float)) if whole else body_points(labvol, kji, body)
+                row.mask_h = _mask_heights(pts, np.array(v.keypoints_lps), spacing, whole_vertebra=whole)
             rows.append(row)
         for v, h in zip(preds, hit, strict=True):
             if h == 0 or h not in names:

@@ -26,6 +26,10 @@ class BoneMaterial:
     texture_hu: float
     shell_mm: float = 0.8  # the vertebral body's cortical shell (walls and endplates)
     shell_hu: float = 900.0
+    # the bony endplates (with the dense subchondral bone under them) are denser than the walls:
+    # a layer this thick under each endplate surface, at plate_hu (0: no layer, the shell only)
+    plate_mm: float = 0.0
+    plate_hu: float = 0.0
 
 
 def _local(v: Vertebra, X: np.ndarray, Y: np.ndarray, Z: np.ndarray):
@@ -116,7 +120,8 @@ def _vertebra_fields(v: Vertebra, p: dict[str, float]):
                 d_pe = np.minimum(d_pe, part)
         d_canal = np.sqrt(((a - a_c) / rc_a) ** 2 + (l / rc_l) ** 2) * np.float32(min(rc_a, rc_l)) - min(rc_a, rc_l)
         d_canal = np.maximum(d_canal, np.abs(s) - np.float32(b.hp * 0.5 + 4.0))
-        return {"d_body": d_body, "d_pe": d_pe, "d_canal": d_canal}
+        d_plate = np.maximum(s - top, bot - s)  # to the nearer endplate surface (< 0 between them)
+        return {"d_body": d_body, "d_pe": d_pe, "d_canal": d_canal, "d_plate": d_plate}
 
     return fields
 
@@ -131,10 +136,14 @@ def paint_vertebra(canvas: Canvas, v: Vertebra, mat: BoneMaterial) -> None:
     lo, hi = _local_box(v, (back, b.half_depth + 3.0), (-lat, lat), (-b.hp * 0.7 - drop, b.hp * 0.7 + 6.0))
     edge = canvas.edge_mm
 
-    def shape(X, Y, Z, d_body, d_pe, d_canal):
+    def shape(X, Y, Z, d_body, d_pe, d_canal, d_plate):
         a, l, s = _local(v, X, Y, Z)
         trab = np.float32(v.trabecular_hu) + _texture_at(mat, a, l, s) * np.float32(mat.texture_hu)
-        al_b, hu_b = shell(d_body, edge, mat.shell_mm, mat.shell_hu, trab)
+        core = trab
+        if mat.plate_mm > 0:  # (the body's core only: the posterior elements keep theirs)
+            layer = np.float32(1.0) - occupancy(d_plate + np.float32(mat.plate_mm), edge)
+            core = trab + (np.float32(mat.plate_hu) - trab) * layer
+        al_b, hu_b = shell(d_body, edge, mat.shell_mm, mat.shell_hu, core)
         al_p, hu_p = shell(d_pe, edge, mat.cortex_mm * 1.2, mat.cortex_hu * 0.9, trab * np.float32(1.3) + np.float32(110.0))
         alpha = occupancy(d_canal, edge) * np.float32(0.95)
         hu = np.full_like(alpha, 12.0)

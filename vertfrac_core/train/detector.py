@@ -58,6 +58,10 @@ class DetectorTrainSettings:
     threads: int = 1
     init_from: str | None = None
     strong_augment: bool = False  # scanner-look augmentation (:func:`_scanner_look`)
+    # size augmentation (:func:`_zoom`): this share of crops is scaled by a factor drawn from
+    # ``zoom_range``, so that bodies larger or smaller than the phantoms' are not pulled to theirs
+    zoom_share: float = 0.0
+    zoom_range: tuple[float, float] = (0.85, 1.3)
 
 
 def _load(path: Path) -> dict:
@@ -87,10 +91,34 @@ def _scanner_look(img: np.ndarray, rng: np.random.Generator, strong: bool) -> np
     return out.astype(np.float32)
 
 
-def _crop(s: dict, rows: int, rng: np.random.Generator, strong: bool = False):
+#: the column of the straightened image that holds the centre line (70 mm anterior room)
+LINE_COL = 70.0
+
+
+def _zoom(img: np.ndarray, kp: np.ndarray, centres: np.ndarray, f: float):
+    """The straightened image scaled by ``f`` about the top row and the line's column (the same
+    columns: scaled content beyond them is cut, missing content is air), with its keypoints and
+    centres: a patient whose bodies are ``f`` times the phantom's size."""
+    from scipy.ndimage import map_coordinates
+
+    h, w = img.shape[1:]
+    rr, cc = np.meshgrid(np.arange(int(round(h * f))) / f, LINE_COL + (np.arange(w) - LINE_COL) / f, indexing="ij")
+    out = np.stack([map_coordinates(ch, [rr, cc], order=1, cval=-1024.0) for ch in img]).astype(np.float32)
+
+    def scale(p):
+        return np.stack([p[..., 0] * f, LINE_COL + (p[..., 1] - LINE_COL) * f], axis=-1)
+
+    return out, scale(kp), scale(centres)
+
+
+def _crop(s: dict, rows: int, rng: np.random.Generator, strong: bool = False,
+          zoom_share: float = 0.0, zoom_range: tuple[float, float] = (0.85, 1.3)):
     from vertfrac_core.detect.codec import encode
 
     img = s["image"].astype(np.float32)
+    kp0, c0 = s["keypoints"], s["centres"]
+    if zoom_share > 0 and rng.random() < zoom_share:
+        img, kp0, c0 = _zoom(img, kp0, c0, float(rng.uniform(*zoom_range)))
     h = img.shape[1]
     if h > rows:
         r0 = int(rng.integers(0, h - rows + 1))
@@ -98,8 +126,8 @@ def _crop(s: dict, rows: int, rng: np.random.Generator, strong: bool = False):
         r0 = 0
         img = np.pad(img, ((0, 0), (0, rows - h), (0, 0)), constant_values=-1024.0)
     img = img[:, r0:r0 + rows]
-    kp = s["keypoints"] - np.array([r0, 0.0])
-    c = s["centres"] - np.array([r0, 0.0])
+    kp = kp0 - np.array([r0, 0.0])
+    c = c0 - np.array([r0, 0.0])
     keep = (c[:, 0] >= 0) & (c[:, 0] < rows)
     if rng.random() < 0.3:  # the image ends mid-column: blank the rows beyond a cut
         cut = int(rng.integers(rows // 4, 3 * rows // 4))
@@ -172,7 +200,7 @@ def train_detector(settings: DetectorTrainSettings, resume: bool = False) -> Pat
             imgs, ts = [], []
             for _ in range(settings.batch):
                 img, t = _crop(cache[keys[int(rng.integers(len(keys)))]], settings.crop_rows, rng,
-                               settings.strong_augment)
+                               settings.strong_augment, settings.zoom_share, settings.zoom_range)
                 imgs.append(image_to_input(img))
                 ts.append(t)
             x = torch.from_numpy(np.stack(imgs))
