@@ -80,3 +80,36 @@ def test_zoom_moves_keypoints_with_the_image() -> None:
         a = map_coordinates(img[1], inner.T, order=1)
         b = map_coordinates(out[1], np.stack([inner[:, 0] * f, LINE_COL + (inner[:, 1] - LINE_COL) * f]), order=1)
         np.testing.assert_allclose(a, b, atol=40.0)
+
+
+def test_zoomed_training_crops_keep_targets_on_the_bodies() -> None:
+    """With every crop zoomed, the encoded centres and keypoint offsets still land on the bodies
+    of the crop's image (decoded back with the inference codec)."""
+    from vertfrac_core.detect.codec import decode
+    from vertfrac_core.train.detector import _crop
+
+    img = np.full((4, 300, 161), -100.0, np.float32)
+    kps, centres = [], []
+    for top in range(20, 280, 40):  # bodies 28 px tall, 36 px deep, 12 px discs
+        img[:, top:top + 28, 40:76] = 500.0
+        kp = np.array([[top, 40], [top + 28, 40], [top, 58], [top + 28, 58], [top, 76], [top + 28, 76]], float)
+        kps.append(kp)
+        centres.append(kp.mean(axis=0))
+    s = {"image": img, "keypoints": np.array(kps), "centres": np.array(centres),
+         "levels": np.array(["T6", "T7", "T8", "T9", "T10", "T11", "T12"][:len(kps)])}
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        crop, t = _crop(s, 160, rng, zoom_share=1.0, zoom_range=(0.85, 1.3))
+        out = np.concatenate([t["heat"][None], t["reg"], np.zeros((1,) + t["heat"].shape, np.float32)])
+        dets = decode(out, threshold=0.9)
+        assert dets
+        bright = crop[1] > 200.0
+        for d in dets:
+            r, c = np.round(d.centre_rc).astype(int)
+            assert bright[r, c]
+            # the corners sit on the body's edge in the zoomed image (within 1.5 px)
+            for kr, kc in d.keypoints_rc[[0, 5]]:
+                if not 2 <= kr < bright.shape[0] - 2:
+                    continue  # a corner beyond the crop's rows
+                win = bright[int(kr) - 2:int(kr) + 3, int(kc) - 2:int(kc) + 3]
+                assert win.any() and not win.all()
