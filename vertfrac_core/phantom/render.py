@@ -57,7 +57,7 @@ def _material(phantom: Phantom, rng: np.random.Generator) -> BoneMaterial:
     shell_mm = float(rng.uniform(0.4, 1.0))
     # the endplates are denser: at the middle of real 1-1.5 mm volumes they stand 151-375 HU
     # above the trabecular bone (median 320; VerSe 005 / 006, TPTBox; 40-148 HU at 3 mm), where
-    # the shell alone gave 11-279 (5th-95th percentile, median 99, tuning seeds 0-39); a layer
+    # the shell alone gave 11-279 (5th-95th percentile, median 99, 40 of the tuning seeds 0-44); a layer
     # 0.4-1.2 mm deeper than the shell at 45-85 % of the cortex HU gives 38-425 (median 222)
     return BoneMaterial(
         cortex_hu=cortex_hu, cortex_mm=0.8, texture=tex,

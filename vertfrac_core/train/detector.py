@@ -91,8 +91,15 @@ def _scanner_look(img: np.ndarray, rng: np.random.Generator, strong: bool) -> np
     return out.astype(np.float32)
 
 
-#: the column of the straightened image that holds the centre line (70 mm anterior room)
-LINE_COL = 70.0
+def _line_col() -> float:
+    """The column of the straightened image that holds the centre line."""
+    from vertfrac_core.reformat import ReformatSettings
+
+    r = ReformatSettings()
+    return r.anterior_mm / r.step_mm
+
+
+LINE_COL = _line_col()
 
 
 def _zoom(img: np.ndarray, kp: np.ndarray, centres: np.ndarray, f: float):
