@@ -36,6 +36,11 @@ class ReformatSettings:
     slab_offsets_mm: tuple[float, ...] = (-4.0, 0.0, 4.0)  # channels (0 = mid-sagittal)
     margin_mm: float = 15.0  # rows extend this far beyond the line's ends
 
+    @property
+    def line_col(self) -> float:
+        """The column of the straightened image that holds the centre line (v = 0)."""
+        return self.anterior_mm / self.step_mm
+
 
 class Reformation:
     """The straightening of one centre line; maps both ways between reformat pixels and LPS."""

@@ -12,7 +12,7 @@ from vertfrac_core.train.levels import narrow_fov
 
 
 def test_narrow_fov_blanks_only_beyond_the_bodies() -> None:
-    line = ReformatSettings().anterior_mm / POOL
+    line = ReformatSettings().line_col / POOL
     x = np.zeros((4, 90, 41), np.float32)
     rng = np.random.default_rng(0)
     seen_front = seen_back = 0

@@ -98,7 +98,7 @@ def refine_line(ref: Reformation, keypoints_rc: list[np.ndarray], lateral: list[
     from scipy.ndimage import gaussian_filter1d
 
     st = ref.settings.step_mm
-    col0 = -ref.v_values[0] / st  # the column of the line itself (v = 0)
+    col0 = ref.settings.line_col
     rows, deltas = [], []
     for kp, lat in zip(keypoints_rc, lateral, strict=True):
         r, c = np.asarray(kp, float).mean(axis=0)

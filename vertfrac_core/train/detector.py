@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vertfrac_core.reformat import ReformatSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -91,15 +93,8 @@ def _scanner_look(img: np.ndarray, rng: np.random.Generator, strong: bool) -> np
     return out.astype(np.float32)
 
 
-def _line_col() -> float:
-    """The column of the straightened image that holds the centre line."""
-    from vertfrac_core.reformat import ReformatSettings
-
-    r = ReformatSettings()
-    return r.anterior_mm / r.step_mm
-
-
-LINE_COL = _line_col()
+#: the column of the straightened image that holds the centre line
+LINE_COL = ReformatSettings().line_col
 
 
 def _zoom(img: np.ndarray, kp: np.ndarray, centres: np.ndarray, f: float):

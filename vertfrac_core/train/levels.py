@@ -23,7 +23,7 @@ def narrow_fov(x: np.ndarray, rng: np.random.Generator, p_front: float = 0.3, p_
     from vertfrac_core.reformat import ReformatSettings
 
     _, r, w = x.shape
-    line = ReformatSettings().anterior_mm / POOL
+    line = ReformatSettings().line_col / POOL
     rows = np.arange(r) - r / 2.0
     cols = np.arange(w)[None, :]
     out = x
