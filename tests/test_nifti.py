@@ -46,3 +46,10 @@ def test_missing_file_is_a_clear_input_error(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="Cannot read NIfTI"):
         load_nifti(str(tmp_path / "nope.nii.gz"))
+
+
+def test_a_path_object_reads_like_its_string() -> None:
+    path = Path(_need("real/verse/sub-verse006_ct.nii.gz"))
+    assert load_nifti(path).shape == load_nifti(str(path)).shape
+    mask, _ = load_nifti_array(Path(_need("real/verse/sub-verse006_seg-vert_msk.nii.gz")))
+    assert mask.max() > 0

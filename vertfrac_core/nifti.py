@@ -9,6 +9,7 @@ is carried by the affine, so the NIfTI and the DICOM of one scan give the same L
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,10 @@ from vertfrac_core.volume import Volume
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def _open(path: str, storage_options: dict[str, Any] | None) -> Any:
+def _open(path: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> Any:
     import nibabel as nib
 
+    path = os.fspath(path)
     try:
         if "://" in path and not path.startswith("file://"):
             import fsspec
@@ -40,7 +42,7 @@ def nifti_affine_lps(img: Any) -> np.ndarray:
     return RAS_TO_LPS @ np.asarray(img.affine, dtype=np.float64)
 
 
-def load_nifti_array(path: str, *, storage_options: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_nifti_array(path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(array [k, j, i] as stored, affine voxel (i, j, k) -> LPS mm); for label maps.
 
     The array keeps its on-disk dtype (scaling ignored), which suits integer label maps.
@@ -54,7 +56,7 @@ def load_nifti_array(path: str, *, storage_options: dict[str, Any] | None = None
     return np.ascontiguousarray(arr.transpose(2, 1, 0)), nifti_affine_lps(img)
 
 
-def load_nifti(path: str, *, storage_options: dict[str, Any] | None = None) -> Volume:
+def load_nifti(path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Volume:
     """A CT NIfTI as a HU ``Volume`` (scl_slope/inter applied; int16 when values are integral)."""
     img = _open(path, storage_options)
     data = np.asarray(img.get_fdata(dtype=np.float32))
