@@ -4,6 +4,15 @@ import numpy as np
 import pytest
 
 from vertfrac_core.eval.real import _mask_heights
+from vertfrac_core.volume import Volume
+
+
+def _grid(spacing: float) -> Volume:
+    """The voxel grid the test bodies are drawn on: -60..60 mm along L, P and S."""
+    n = len(np.arange(-60.0, 60.0 + 1e-9, spacing))
+    aff = np.diag([spacing, spacing, spacing, 1.0])
+    aff[:3, 3] = -60.0
+    return Volume(hu=np.zeros((n, n, n), np.int8), affine_lps=aff)
 
 
 def _wedge_body(spacing: float, ha: float, hp: float, depth: float = 36.0, width: float = 30.0):
@@ -29,7 +38,7 @@ def test_mask_heights_follow_the_mask_not_the_prediction(spacing):
     ha, hp = 18.0, 27.0
     pts = _wedge_body(spacing, ha, hp)
     for shift in (0.0, 8.0):  # a prediction 8 mm into the canal must not move the reference
-        got = _mask_heights(pts, _keypoints(shift, ha, hp), np.array([spacing] * 3))
+        got = _mask_heights(pts, _keypoints(shift, ha, hp), _grid(spacing))
         assert np.all(np.isfinite(got)), got
         # strips lie 1-4 mm (1-5.5 mm at 3 mm voxels) inside the walls: heights a little inwards
         # of the wall's own (wedge slope 0.25 mm per mm), within a voxel's quantisation
@@ -49,9 +58,23 @@ def test_body_is_cut_from_the_whole_vertebra_at_the_canal(spacing):
     x, y, z = np.meshgrid(g, g, g, indexing="ij")
     arch = (np.abs(x) <= 4) & (y >= 15) & (y <= 35) & (np.abs(z) <= 22)
     pts = np.concatenate([body, np.stack([x[arch], y[arch], z[arch]], axis=1)])
-    got = _mask_heights(pts, _keypoints(0.0, ha, hp), np.array([spacing] * 3), whole_vertebra=True)
+    got = _mask_heights(pts, _keypoints(0.0, ha, hp), _grid(spacing), whole_vertebra=True)
     tol = spacing + 1.5
     assert abs(got[0] - ha) <= tol and abs(got[2] - hp) <= tol, got
     # without the cut, the "posterior wall" would be the arch's back (44 mm tall)
-    wrong = _mask_heights(pts, _keypoints(0.0, ha, hp), np.array([spacing] * 3))
+    wrong = _mask_heights(pts, _keypoints(0.0, ha, hp), _grid(spacing))
     assert wrong[2] > hp + 10, wrong
+
+
+def test_a_height_is_a_line_not_the_strips_envelope():
+    """Endplates tilted sideways (both by 0.3 mm per mm, as in a scoliotic segment): any single
+    line through the body is ``h`` tall, but the voxels within 3 mm of the mid-plane span h +
+    1.8 mm. The reference is the line's height, as the keypoints measure it."""
+    spacing, h = 1.0, 26.0
+    g = np.arange(-60.0, 60.0 + 1e-9, spacing)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    zc = 0.3 * x  # the mid-height rises to the patient's left
+    inside = (np.abs(x) <= 15) & (y <= 0) & (y >= -36) & (np.abs(z - zc) <= h / 2)
+    pts = np.stack([x[inside], y[inside], z[inside]], axis=1)
+    got = _mask_heights(pts, _keypoints(0.0, h, h), _grid(spacing))
+    assert np.all(np.abs(np.subtract(got, h)) <= 0.6), got

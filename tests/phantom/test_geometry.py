@@ -35,11 +35,14 @@ def _lumbar_render(spec, spacing=1.0):
 
 def test_keypoints_lie_on_rendered_body_surface(monkeypatch) -> None:
     import vertfrac_core.phantom.render as render
+    import vertfrac_core.phantom.spine as spine
 
     real_material = render._material
     # a thick shell (0.8 mm at 900 HU), so that "bone within 1 mm" does not hang on the texture
     monkeypatch.setattr(render, "_material", lambda ph, rng: replace(real_material(ph, rng), shell_mm=0.8,
                                                                       shell_hu=900.0))
+    # no osteophytes (bone beyond the corners, by design), and a flat rim around a narrower dip
+    monkeypatch.setattr(spine, "_endplate_variety", lambda spec, rng: (0.7, (0.0, 0.0)))
     spec = replace(sample_patient(3), l1_hu=240.0, fractures=(
         FractureSpec("L1", DeformityType.WEDGE, 0.35),))
     ph, vol = _lumbar_render(spec)
@@ -154,7 +157,11 @@ def test_dense_endplates_change_only_the_bodies(monkeypatch) -> None:
     import vertfrac_core.phantom.render as render
     from vertfrac_core.phantom.shapes import superellipse_radius
 
+    import vertfrac_core.phantom.spine as spine
+
     real_material = render._material
+    # osteophytes are dense bone beyond the endplates' planes by design: none here
+    monkeypatch.setattr(spine, "_endplate_variety", lambda spec, rng: (0.8, (0.0, 0.0)))
     spec = replace(sample_patient(4), l1_hu=150.0, fractures=())
     vols = {}
     for plate in (0.0, 1.5):
@@ -181,3 +188,38 @@ def test_dense_endplates_change_only_the_bodies(monkeypatch) -> None:
             e_sup = ph.vertebra("L2").frame[:, 2]
             p = t.keypoints_lps[2] - 1.0 * e_sup
             assert sample_lps(vols[1.5], p[None])[0] > sample_lps(vols[0.0], p[None])[0] + 100.0
+
+
+def test_endplate_variety_flat_rims_and_osteophytes(monkeypatch) -> None:
+    """A narrower concavity leaves the rim flat and the keypoints where they were; an osteophyte
+    is bone just beyond the anterior corner, in the disc, that no keypoint follows."""
+    import vertfrac_core.phantom.render as render
+    import vertfrac_core.phantom.spine as spine
+
+    b = replace(build_phantom(sample_patient(3)).vertebra("L2").body, concavity_width=1.0)
+    narrow = replace(b, concavity_width=0.6)
+    assert np.allclose(narrow.keypoints_local(), b.keypoints_local())
+    rim = np.array(0.8 * b.half_depth)
+    top_w, bot_w = b.plates(rim, np.array(0.8))
+    top_n, bot_n = narrow.plates(rim, np.array(0.8))
+    assert top_n > top_w + 0.1 and bot_n < bot_w - 0.1  # flat (less deep) at the rim
+    # outside the central 60 % the plates are the line through the walls: no dip at all
+    assert np.allclose((top_n, bot_n), narrow.plates(rim, np.array(1.0)))
+
+    real_material = render._material
+    monkeypatch.setattr(render, "_material", lambda ph, rng: replace(real_material(ph, rng), shell_mm=0.8,
+                                                                      shell_hu=900.0))
+    spec = replace(sample_patient(3), l1_hu=200.0, fractures=())
+    hu = {}
+    for size in (0.0, 3.5):
+        monkeypatch.setattr(spine, "_endplate_variety", lambda spec, rng, s=size: (0.8, (s, s)))
+        ph, vol = _lumbar_render(spec)
+        v = ph.vertebra("L2")
+        e_ant, e_sup = v.frame[:, 0], v.frame[:, 2]
+        kp = v.keypoints_lps  # anterior superior, anterior inferior first
+        probes = np.stack([kp[0] + 1.5 * e_sup - 0.3 * e_ant, kp[1] - 1.5 * e_sup - 0.3 * e_ant])
+        hu[size] = sample_lps(vol, probes)
+        truth = next(t for t in ph.truth if t.level == "L2")
+        assert np.allclose(truth.keypoints_lps, kp)
+    assert np.all(hu[0.0] < 200.0), hu[0.0]  # disc
+    assert np.all(hu[3.5] > 350.0), hu[3.5]  # the spur's bone

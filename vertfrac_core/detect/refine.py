@@ -11,10 +11,13 @@ edges near the prediction. This step measures them:
 2. the endplates: in every column between the walls (inset from the cortex), the strongest edge
    of the right sign (disc above -> endplate: rising; endplate -> disc below: falling) in a window
    that reaches far into the body (fractures lose height) and little outwards; a robust fit
-   in the column (an endplate is a tilted plane with a central concavity) evaluated at the walls
-   and the middle gives the 6 keypoints.
+   in the column (an endplate is a tilted plane with a central concavity, which may leave a flat
+   rim) evaluated at the walls and the middle gives the 6 keypoints. A corner is not drawn
+   further out than the edges found next to its wall allow (a lip or an osteophyte bends the
+   fitted curve there).
 
-Every measurement must clear an edge-strength threshold and agree between columns; otherwise
+Edges next to air or to the scan's edge (filled with -1024 HU) are ignored: a cropped field of
+view puts a step several times stronger than any cortex beside the body. Every measurement must clear an edge-strength threshold and agree between columns; otherwise
 the network's keypoint is kept. The step is deterministic and interpretable: each keypoint is an
 edge a reader can see in the picture.
 """
@@ -45,15 +48,27 @@ class RefineSettings:
     # 165 phantom vertebrae of training seeds, spread 0.1-0.25 mm), moved back inwards
     wall_inset_px: float = 0.7
     plate_inset_px: float = 0.85
+    #: widths of the endplate's central concavity tried (1: across the whole body, as the phantoms draw it)
+    plate_shape_widths: tuple[float, ...] = (1.0, 0.8, 0.6)
+    #: a corner may lie at most this far outside the outermost endplate edge found in the columns
+    #: within ``corner_band`` (share of the half depth) of its wall (None: not limited)
+    corner_overshoot_px: float | None = 1.0
+    corner_band: float = 0.5
     first_edge_share: float = 0.5  # an endplate edge is the first reaching this share of the strongest
 
 
-def _gradients(image: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.ndimage import gaussian_filter
+def _gradients(image: np.ndarray, sigma: float, air_hu: float = -500.0,
+               air_reach_px: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column gradients of the smoothed image, zero within ``air_reach_px`` of air or of
+    the scan's edge (filled with -1024 HU): bone meets soft tissue, marrow or disc, never air, and
+    the step at the edge of a cropped field of view is several times stronger than a cortex."""
+    from scipy.ndimage import gaussian_filter, minimum_filter
 
-    sm = gaussian_filter(np.asarray(image, dtype=np.float32), sigma)
+    image = np.asarray(image, dtype=np.float32)
+    sm = gaussian_filter(image, sigma)
     gr, gc = np.gradient(sm)
-    return gr, gc
+    tissue = minimum_filter(image, size=2 * air_reach_px + 1, mode="nearest") > air_hu
+    return gr * tissue, gc * tissue
 
 
 def _sample(a: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -89,22 +104,21 @@ def _first_edge(values: np.ndarray, offsets: np.ndarray, floor: float, share: fl
     return 0.0, 0.0
 
 
-def _fit_endplate(u: np.ndarray, y: np.ndarray, inward: float) -> np.ndarray | None:
-    """Endplate rows at u = -1, 0, +1 (anterior wall, middle, posterior wall) from edge rows ``y``
-    at normalised columns ``u``: a tilted line plus a concavity ``c (1 - u^2)`` that deepens
-    towards the body (``inward * c >= 0``; a line when the fit says otherwise), refitted after
-    dropping points more than 1.5 px (or 2.5 median deviations) off. The concavity is zero at
-    the walls, so the corners are the line's: a stray edge near a wall cannot bend a corner."""
+def _fit_endplate_shape(u: np.ndarray, y: np.ndarray, inward: float,
+                        width: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """One robust fit of ``y = a + b u + c f(u)`` with the concavity ``f(u) = max(0, 1 - (u /
+    width)^2)``: (coefficients, kept points), or None when too few points agree."""
     keep = np.ones(len(u), bool)
     coef = None
+    f = np.clip(1.0 - (u / width) ** 2, 0.0, None)
     for _ in range(4):
         if keep.sum() < 5:
             return None
-        a = np.stack([np.ones(keep.sum()), u[keep], 1.0 - u[keep] ** 2], axis=1)
+        a = np.stack([np.ones(keep.sum()), u[keep], f[keep]], axis=1)
         coef = np.linalg.lstsq(a, y[keep], rcond=None)[0]
         if inward * coef[2] < 0 or keep.sum() < 8:
             coef = np.append(np.linalg.lstsq(a[:, :2], y[keep], rcond=None)[0], 0.0)
-        fit = coef[0] + coef[1] * u + coef[2] * (1.0 - u**2)
+        fit = coef[0] + coef[1] * u + coef[2] * f
         res = np.abs(fit - y)
         new = res < max(1.5, 2.5 * float(np.median(res[keep])))
         if (new == keep).all():
@@ -112,7 +126,65 @@ def _fit_endplate(u: np.ndarray, y: np.ndarray, inward: float) -> np.ndarray | N
         keep = new
     if keep.sum() < 0.5 * len(u) or coef is None:
         return None
+    return coef, keep
+
+
+def _fit_endplate(u: np.ndarray, y: np.ndarray, inward: float,
+                  widths: tuple[float, ...] = (1.0,)) -> np.ndarray | None:
+    """Endplate rows at u = -1, 0, +1 (anterior wall, middle, posterior wall) from edge rows ``y``
+    at normalised columns ``u``: a tilted line plus a concavity that deepens towards the body
+    (``inward * c >= 0``; a line when the fit says otherwise), refitted after dropping points
+    more than 1.5 px (or 2.5 median deviations) off. The concavity ``c max(0, 1 - (u / w)^2)``
+    is zero at the walls, so the corners are the line's: a stray edge near a wall cannot bend a
+    corner. With several ``widths`` w, the one with the smallest mean squared residual over the
+    points all fits keep is taken: a real endplate is often flat at its rim (the ring apophysis)
+    and concave only in its middle, where a concavity spanning the whole width would put the
+    corners beyond the rim."""
+    fits = [(w, r) for w in widths if (r := _fit_endplate_shape(u, y, inward, w)) is not None]
+    if not fits:
+        return None
+    common = np.logical_and.reduce([k for _, (_, k) in fits])
+    if common.sum() < 5:
+        fits = fits[:1]
+        common = fits[0][1][1]
+
+    def score(item: tuple[float, tuple[np.ndarray, np.ndarray]]) -> float:
+        w, (c, _) = item
+        f = np.clip(1.0 - (u[common] / w) ** 2, 0.0, None)
+        return float(np.mean((c[0] + c[1] * u[common] + c[2] * f - y[common]) ** 2))
+
+    w, (coef, _) = min(fits, key=score)
     return np.array([coef[0] - coef[1], coef[0] + coef[2], coef[0] + coef[1]])
+
+
+def _plate_rows(gr: np.ndarray, cols: np.ndarray, key_cols: np.ndarray, pred: np.ndarray, sign: float,
+                inward: float, outward_px: float, s: RefineSettings) -> np.ndarray | None:
+    """Rows of one endplate at the anterior wall, the middle and the posterior wall from its
+    edges in every column (searched ``outward_px`` outwards and ``plate_inward_px`` inwards of
+    the network's rows ``pred``), or None when too few columns have one or they do not agree."""
+    offs = np.arange(-outward_px, s.plate_inward_px + 1e-6, 0.5) * inward
+    rr = pred[:, None] + offs[None, :]
+    cc = np.broadcast_to(cols[:, None], rr.shape)
+    prof = sign * _sample(gr, rr, cc)
+    found = [_first_edge(p, offs, s.min_edge_hu_per_px, s.first_edge_share) for p in prof]
+    ok = np.array([f[1] > 0 for f in found])
+    if ok.sum() < 0.5 * len(cols):
+        return None
+    u = (cols[ok] - key_cols[1]) / (0.5 * (key_cols[2] - key_cols[0]))
+    y = pred[ok] + np.array([f[0] for f in found])[ok] + inward * s.plate_inset_px
+    new = _fit_endplate(u, y, inward, s.plate_shape_widths)
+    if new is None:
+        return None
+    new[[0, 2]] -= inward * s.corner_outset_px
+    if s.corner_overshoot_px is not None:
+        # a corner is not drawn beyond the edges found next to its wall: where the rim curves
+        # (a lip, an osteophyte, a rounded ring) the fitted curve overshoots when extrapolated
+        for j, side in ((0, -1.0), (2, 1.0)):
+            band = side * u >= 1.0 - s.corner_band
+            if band.sum() >= 2:
+                outer = float(np.min(inward * y[band]))  # outermost edge, in inward units
+                new[j] = inward * max(inward * new[j], outer - s.corner_overshoot_px)
+    return new
 
 
 def refine_keypoints(image: np.ndarray, keypoints_rc: list[np.ndarray],
@@ -160,20 +232,9 @@ def _refine_one(gr: np.ndarray, gc: np.ndarray, kp: np.ndarray, s: RefineSetting
     key_cols = np.array([ca, 0.5 * (ca + cp), cp])
     for plate, sign, inward in ((0, 1.0, 1.0), (1, -1.0, -1.0)):  # superior: rising going down
         pred = np.interp(cols, key_cols, kp[[plate, plate + 2, plate + 4], 0])
-        offs = np.arange(-s.plate_outward_px, s.plate_inward_px + 1e-6, 0.5) * inward
-        rr = pred[:, None] + offs[None, :]
-        cc = np.broadcast_to(cols[:, None], rr.shape)
-        prof = sign * _sample(gr, rr, cc)
-        found = [_first_edge(p, offs, s.min_edge_hu_per_px, s.first_edge_share) for p in prof]
-        ok = np.array([f[1] > 0 for f in found])
-        if ok.sum() < 0.5 * len(cols):
-            continue
-        u = (cols[ok] - key_cols[1]) / (0.5 * (cp - ca))
-        y = pred[ok] + np.array([f[0] for f in found])[ok] + inward * s.plate_inset_px
-        new = _fit_endplate(u, y, inward)
+        new = _plate_rows(gr, cols, key_cols, pred, sign, inward, s.plate_outward_px, s)
         if new is None:
             continue
-        new[[0, 2]] -= inward * s.corner_outset_px
         old = kp[[plate, plate + 2, plate + 4], 0]
         if np.all(np.abs(new - old) <= s.max_shift_px):
             out[[plate, plate + 2, plate + 4], 0] = new

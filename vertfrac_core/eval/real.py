@@ -41,28 +41,37 @@ class RealRow:
         return float(np.max(np.abs(np.subtract(self.pred_h, self.mask_h))))
 
 
-def _mask_heights(points: np.ndarray, kp: np.ndarray, spacing: np.ndarray,
+def _mask_heights(points: np.ndarray, kp: np.ndarray, grid: Volume,
                   whole_vertebra: bool = False) -> tuple[float, float, float]:
-    """(ha, hm, hp) of a body's mask points (LPS mm): the extent along the predicted vertebra's
-    superior axis of the points within ``max(3 mm, a voxel)`` of the mask's median sagittal
-    plane, in a strip just inside the mask's own anterior wall, one at the middle of its
-    antero-posterior extent and one just inside its posterior wall (plus one voxel's extent).
-    Only the axes come from the prediction, so a prediction shifted off the body does not move
-    the reference. With ``whole_vertebra`` (no body subregion labelled), the points are the whole
-    vertebra's and the body is cut from them at the canal (the first antero-posterior gap behind
-    the front wall near the mid-sagittal plane)."""
+    """(ha, hm, hp) of a body's mask, given as the LPS centres of its voxels on ``grid`` (the
+    label map's geometry): lines parallel to the predicted vertebra's superior axis, 0.5 mm
+    apart within ``max(3 mm, a voxel)`` of the mask's median sagittal plane, are drawn through
+    three strips: just inside the mask's own anterior wall (1 mm in, 3 mm or 1.5 voxels wide),
+    at the middle of its antero-posterior extent and just inside its posterior wall. Each line's
+    height is the length of its run through the mask (voxels looked up by nearest neighbour, so
+    a run is the extent of voxel boxes); a strip's height is the median over its lines. That is
+    the mask's version of a height measured along one line, as the keypoints measure it; the
+    largest extent of the strip's voxels, used until session 8, added the endplates' tilt and
+    coronal curvature within the strip (0-4 mm). Only the axes come from the prediction, so a
+    prediction shifted off the body does not move the reference. With ``whole_vertebra`` (no
+    body subregion labelled), the points are the whole vertebra's and the body is cut from them
+    at the canal (the first antero-posterior gap behind the front wall near the mid-sagittal
+    plane)."""
     sup = np.mean([kp[0] - kp[1], kp[2] - kp[3], kp[4] - kp[5]], axis=0)
     e_s = sup / np.linalg.norm(sup)
     ap = 0.5 * (kp[0] + kp[1]) - 0.5 * (kp[4] + kp[5])
     ap = ap - (ap @ e_s) * e_s
     e_a = ap / np.linalg.norm(ap)
     e_l = np.cross(e_s, e_a)
-    spacing = np.asarray(spacing, dtype=float)
-    vox_s, vox_a, vox_l = (float(np.abs(e) @ spacing) for e in (e_s, e_a, e_l))
+    spacing = np.array(grid.spacing_mm)
+    axes = grid.affine_lps[:3, :3] / spacing  # unit voxel axes (i, j, k) in LPS
+    vox_s, vox_a, vox_l = (float(np.abs(axes.T @ e) @ spacing) for e in (e_s, e_a, e_l))
     c = kp.mean(axis=0)
     rel = points - c
     a, s, lat = rel @ e_a, rel @ e_s, rel @ e_l
-    near = np.abs(lat - np.median(lat)) <= max(3.0, vox_l)
+    half = max(3.0, vox_l)
+    lat0 = float(np.median(lat))
+    near = np.abs(lat - lat0) <= half
     if near.sum() < 3:
         return float("nan"), float("nan"), float("nan")
     front, back = float(a[near].max()), float(a[near].min())
@@ -75,12 +84,30 @@ def _mask_heights(points: np.ndarray, kp: np.ndarray, spacing: np.ndarray,
         if steps.size:
             back = float(order[steps[0]])
             near &= a >= back
+    # the body's voxels as a box of booleans on the label grid
+    ijk = np.round(grid.lps_to_voxel(points[near])).astype(int)
+    lo_ijk = ijk.min(axis=0) - 1
+    box = np.zeros(tuple(ijk.max(axis=0) - lo_ijk + 2), bool)
+    box[tuple((ijk - lo_ijk).T)] = True
+    s0 = float(np.median(s[near]))
+    step = 0.25
+    ts = np.arange(s[near].min() - s0 - 2.0 * vox_s, s[near].max() - s0 + 2.0 * vox_s + 1e-9, step)
     w = max(3.0, 1.5 * vox_a)
     mid = 0.5 * (front + back)
     out = []
     for lo, hi in ((front - 1.0 - w, front - 1.0), (mid - 0.5 * w, mid + 0.5 * w), (back + 1.0, back + 1.0 + w)):
-        sel = near & (a >= lo) & (a <= hi)
-        out.append(float(s[sel].max() - s[sel].min() + vox_s) if sel.sum() >= 3 else float("nan"))
+        runs = []
+        for av in np.arange(lo, hi + 1e-9, 0.5):
+            for lv in np.arange(lat0 - half, lat0 + half + 1e-9, 0.5):
+                line = c + av * e_a + lv * e_l + (s0 + ts)[:, None] * e_s
+                q = np.round(grid.lps_to_voxel(line)).astype(int) - lo_ijk
+                ok = np.all((q >= 0) & (q < box.shape), axis=1)
+                inside = np.zeros(len(ts), bool)
+                inside[ok] = box[tuple(q[ok].T)]
+                hit = np.flatnonzero(inside)
+                if hit.size:  # first to last voxel: a vein's channel or a hole inside does not cut it
+                    runs.append((hit[-1] - hit[0] + 1) * step)
+        out.append(float(np.median(runs)) if len(runs) >= 3 else float("nan"))
     return out[0], out[1], out[2]
 
 
@@ -103,7 +130,6 @@ def evaluate_real(shared_data: Path, models) -> list[RealRow]:
         res = analyze_volume(vol, source=name, models=models)
         preds = res.vertebrae if res.status == ScanStatus.OK else []
         labvol = Volume(hu=lab, affine_lps=aff)
-        spacing = np.array(labvol.spacing_mm)
         subject = name.split("/")[-1].split("_")[0]
         # which label each predicted centre falls in
         hit = []
@@ -120,7 +146,7 @@ def evaluate_real(shared_data: Path, models) -> list[RealRow]:
                 row.pred_h = (v.ha_mm, v.hm_mm, v.hp_mm)
                 whole = body is None
                 pts = labvol.voxel_to_lps(kji[:, ::-1].astype(float)) if whole else body_points(labvol, kji, body)
-                row.mask_h = _mask_heights(pts, np.array(v.keypoints_lps), spacing, whole_vertebra=whole)
+                row.mask_h = _mask_heights(pts, np.array(v.keypoints_lps), labvol, whole_vertebra=whole)
             rows.append(row)
         for v, h in zip(preds, hit, strict=True):
             if h == 0 or h not in names:

@@ -85,12 +85,21 @@ def _vertebra_fields(v: Vertebra, p: dict[str, float]):
     sp_end = np.array([a_back - p["sp_len"] * np.cos(ang), 0.0, -p["sp_len"] * np.sin(ang)])
     sp_h = 7.0 if region(v.level) == "lumbar" else 2.0
 
+    top_a, bot_a = b.plates(np.array(b.half_depth), np.array(1.0))
+    corners = (float(top_a), float(bot_a))  # the anterior corners (upper, lower) in the mid-plane
+
     def fields(X, Y, Z):
         a, l, s = _local(v, X, Y, Z)
         rho = superellipse_radius(a, l, b.half_depth, b.half_width, b.exponent)
         d_xy = (rho - 1.0) * np.float32(min(b.half_depth, b.half_width))
         top, bot = b.plates(a, rho)
         d_body = np.maximum(d_xy, np.maximum(s - top, bot - s))
+        for size, s_corner in zip(b.osteophyte_mm, corners, strict=True):
+            if size > 0:  # a spur along the anterior rim, reaching out and into the disc
+                sgn = 1.0 if s_corner > 0 else -1.0
+                c = np.array([b.half_depth - 0.2 * size, 0.0, s_corner + sgn * 0.5 * size])
+                half = np.array([0.0, 0.35 * b.half_width, 0.0])
+                d_body = np.minimum(d_body, capsule(a, l, s, c - half, c + half, 0.6 * size))
         d_pe = slab_capsule(a, s, l, np.array([a_back + 3.0, 0.0]), np.array([sp_end[0], sp_end[2]]),
                             0.6 * sp_h + 2.5, 3.2 if sp_h > 3 else 2.6)  # spinous process
         lam_r = 2.4 + 0.08 * b.half_width

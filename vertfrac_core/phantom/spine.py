@@ -39,6 +39,13 @@ class BodyShape:
     hp: float
     upper_share: float  # fraction of the anterior/middle height deficit taken by the upper plate
     exponent: float = 2.4  # superellipse exponent of the cross-section
+    # the endplates' concavity spans the central ``concavity_width`` of the radius and leaves a
+    # flat rim outside it (1: a parabola from wall to wall); real endplates are often flat at the
+    # ring apophysis and dip only in their middle
+    concavity_width: float = 1.0
+    # marginal osteophytes at the anterior rim of the upper and lower endplates (mm; 0: none):
+    # bone beyond the body's corners that the keypoints (and the heights) leave out
+    osteophyte_mm: tuple[float, float] = (0.0, 0.0)
 
     def plates(self, a: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Upper and lower endplate heights (e_sup coordinate) at AP position ``a`` and normalised
@@ -53,7 +60,7 @@ class BodyShape:
         # concavity so that the middle height is hm
         h_mid_plane = self.hp + (self.ha - self.hp) * 0.5
         c = max(0.0, (h_mid_plane - self.hm) / 2.0)
-        conc = c * np.clip(1.0 - rho**2, 0.0, 1.0)
+        conc = c * np.clip(1.0 - (rho / self.concavity_width) ** 2, 0.0, 1.0)
         return top - conc, bot + conc
 
     def keypoints_local(self) -> np.ndarray:
@@ -146,8 +153,18 @@ def _bump(s: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return b / max(hi - lo, 1e-6) * 2.0
 
 
+def _endplate_variety(spec: PatientSpec, rng: np.random.Generator) -> tuple[float, tuple[float, float]]:
+    """(concavity width, (upper, lower) anterior osteophyte mm) of one body: the width uniform
+    0.5-1.0; osteophytes at each anterior rim with a probability rising from 0 at 40 years to
+    0.5 at 90, 1.5-4 mm."""
+    width = float(rng.uniform(0.5, 1.0))
+    p = float(np.clip((spec.age - 40) / 100.0, 0.0, 0.5))
+    ost = tuple(float(rng.uniform(1.5, 4.0)) if rng.random() < p else 0.0 for _ in range(2))
+    return width, (ost[0], ost[1])
+
+
 def _body_shape(level: str, spec: PatientSpec, jitter: float, frac: FractureSpec | None,
-                rng: np.random.Generator) -> BodyShape:
+                rng: np.random.Generator, rng_plates: np.random.Generator | None = None) -> BodyShape:
     ref = reference(level)
     scale = spec.body_scale * (1.0 + jitter)
     hp = ref.hp_mm * scale
@@ -165,7 +182,10 @@ def _body_shape(level: str, spec: PatientSpec, jitter: float, frac: FractureSpec
             hm = hm * keep
         else:  # crush: the whole body loses height
             hp, ha, hm = hp * keep, ha * keep, hm * keep
+    width, ost = _endplate_variety(spec, rng_plates) if rng_plates is not None else (1.0, (0.0, 0.0))
     return BodyShape(
+        concavity_width=width,
+        osteophyte_mm=ost,
         half_depth=ref.depth_mm * scale * spec.depth_scale / 2.0,
         half_width=ref.width_mm * scale / 2.0,
         ha=float(ha),
@@ -181,7 +201,9 @@ def build_phantom(spec: PatientSpec) -> Phantom:
     levels = (*EXTRA_ABOVE, *spec.levels, "S1")
     jitter = dict(zip(spec.levels, spec.level_jitter, strict=True))
     fracs = {f.level: f for f in spec.fractures}
-    bodies = [_body_shape(lv, spec, jitter.get(lv, 0.0), fracs.get(lv), rng) for lv in levels]
+    # a stream of its own, so that the endplates' variety leaves every other draw of a seed as it was
+    rng_plates = np.random.default_rng(np.random.SeedSequence([20262, spec.seed]))
+    bodies = [_body_shape(lv, spec, jitter.get(lv, 0.0), fracs.get(lv), rng, rng_plates) for lv in levels]
 
     # stack bodies and discs along the arc (s = 0 at the centre of C3)
     centres_s = [0.0]
