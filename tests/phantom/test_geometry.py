@@ -155,9 +155,8 @@ def test_dense_endplates_change_only_the_bodies(monkeypatch) -> None:
     """The endplate layer brightens the bodies just inside their endplates, and nothing else:
     not the posterior elements, not the discs, not the bodies' centres."""
     import vertfrac_core.phantom.render as render
-    from vertfrac_core.phantom.shapes import superellipse_radius
-
     import vertfrac_core.phantom.spine as spine
+    from vertfrac_core.phantom.shapes import superellipse_radius
 
     real_material = render._material
     # osteophytes are dense bone beyond the endplates' planes by design: none here
