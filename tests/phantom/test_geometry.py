@@ -222,3 +222,19 @@ def test_endplate_variety_flat_rims_and_osteophytes(monkeypatch) -> None:
         assert np.allclose(truth.keypoints_lps, kp)
     assert np.all(hu[0.0] < 200.0), hu[0.0]  # disc
     assert np.all(hu[3.5] > 350.0), hu[3.5]  # the spur's bone
+
+
+def test_normal_bodies_vary_in_shape_but_are_not_graded() -> None:
+    """Normal anterior / posterior and middle / posterior ratios spread as real bodies' do (SD
+    above 4 % and 2.5 % around each level's reference), and none of it is called a fracture."""
+    from vertfrac_core.anatomy import reference
+
+    ra, rm = [], []
+    for seed in range(40):
+        ph = build_phantom(replace(sample_patient(seed), fractures=()))
+        for t in ph.truth:
+            ref = reference(t.level)
+            ra.append(t.ha_mm / t.hp_mm / ref.ha_hp)
+            rm.append(t.hm_mm / t.hp_mm / ref.hm_hp)
+            assert t.grading.grade == 0, (seed, t.level, t.ha_mm, t.hm_mm, t.hp_mm)
+    assert np.std(ra) > 0.04 and np.std(rm) > 0.025, (np.std(ra), np.std(rm))
