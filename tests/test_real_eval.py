@@ -78,3 +78,21 @@ def test_a_height_is_a_line_not_the_strips_envelope():
     pts = np.stack([x[inside], y[inside], z[inside]], axis=1)
     got = _mask_heights(pts, _keypoints(0.0, h, h), _grid(spacing))
     assert np.all(np.abs(np.subtract(got, h)) <= 0.6), got
+
+
+def test_real_table_counts_bodies_and_single_heights(tmp_path):
+    from vertfrac_core.eval.real import RealRow, write_real_table
+
+    rows = [
+        RealRow("a", "L1", True, "L1", (25.0, 22.0, 27.0), (26.0, 23.5, 27.5)),  # all within 2 mm
+        RealRow("a", "L2", True, "T12", (30.0, 22.0, 27.0), (26.0, 22.5, 27.5)),  # ha 4 mm off
+        RealRow("a", "L3", False),
+        RealRow("a", "(none)", False, "L4", (20.0, 20.0, 20.0)),
+    ]
+    text = write_real_table(rows, tmp_path, "note").read_text()
+    assert "Vertebrae fully in view: 3; detected: 2; with the right level: 1" in text
+    assert "detections outside every labelled vertebra: 1" in text
+    assert "(all three heights): 1/2" in text
+    assert "Single heights within 2 mm: 5/6" in text
+    assert "median absolute difference 2.5/1.0/0.5 mm" in text
+    assert "mean signed difference (predicted - mask) +1.5/-1.0/-0.5 mm" in text

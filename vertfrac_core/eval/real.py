@@ -3,13 +3,14 @@
 For every vertebra whose mask is fully in view (not cut by the first or last slice): was a body
 detected there (a predicted centre inside that vertebra's mask), with which level, and do the
 predicted heights agree with the mask? Mask heights are measured along the predicted vertebra's
-axes (superior from its keypoints, antero-posterior from its walls) but at the mask's own
-walls: the extent along the superior axis of the body's mask voxels within 3 mm (or a voxel)
-of the mask's mid-sagittal plane, in a 3 mm (or 1.5 voxel) wide strip just inside the mask's
-anterior wall, at the middle and just inside its posterior wall (plus one voxel's extent). The
-body is the TPTBox body subregion where there is one, else the vertebra's mask near the
-mid-sagittal plane from the front wall back to the canal (the first gap behind it). Published
-Genant grades (VerSe) are shown beside.
+superior axis (the only thing taken from the prediction) but at the mask's own walls: lines
+through the mask within 3 mm (or a voxel) of its mid-sagittal plane, in a 3 mm (or 1.5 voxel)
+wide strip just inside the mask's anterior wall, one at the middle of its antero-posterior
+extent and one just inside its posterior wall; each line's run through the mask is a height,
+and a strip's height is the median of its lines' (see :func:`_mask_heights`). The body is the
+TPTBox body subregion where there is one, else the vertebra's mask near the mid-sagittal plane
+from the front wall back to the canal (the first gap behind it). Published Genant grades (VerSe)
+are shown beside.
 """
 
 from __future__ import annotations
@@ -155,6 +156,20 @@ def evaluate_real(shared_data: Path, models) -> list[RealRow]:
     return rows
 
 
+def _height_summary(found: list[RealRow]) -> list[str]:
+    """Per height (ha, hm, hp): single heights within 2 mm, median absolute and mean signed
+    difference (predicted - mask)."""
+    d = np.array([np.subtract(r.pred_h, r.mask_h) for r in found
+                  if r.pred_h is not None and r.mask_h is not None and not np.any(np.isnan(r.mask_h))])
+    if d.size == 0:
+        return ["No heights to compare."]
+    within = int((np.abs(d) <= 2.0).sum())
+    med = "/".join(f"{x:.1f}" for x in np.median(np.abs(d), axis=0))
+    mean = "/".join(f"{x:+.1f}" for x in d.mean(axis=0))
+    return [f"Single heights within 2 mm: {within}/{d.size}; ha/hm/hp median absolute difference {med} mm, "
+            f"mean signed difference (predicted - mask) {mean} mm."]
+
+
 def write_real_table(rows: list[RealRow], out: Path, note: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "step2_real.md"
@@ -168,6 +183,7 @@ def write_real_table(rows: list[RealRow], out: Path, note: str) -> Path:
         f"Vertebrae fully in view: {len(truth)}; detected: {len(found)}; with the right level: "
         f"{len(right)}; detections outside every labelled vertebra: {len(fp)}; height agreement with the "
         f"mask within 2 mm (all three heights): {sum(d <= 2.0 for d in diffs)}/{len(diffs)}.", "",
+        *_height_summary(found), "",
         "| case | level (mask) | detected | predicted level | ha/hm/hp predicted mm | ha/hm/hp mask mm | max diff mm | grade | published grade |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
