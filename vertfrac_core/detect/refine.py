@@ -17,8 +17,9 @@ edges near the prediction. This step measures them:
    fitted curve there).
 
 Edges next to air or to the scan's edge (filled with -1024 HU) are ignored: a cropped field of
-view puts a step several times stronger than any cortex beside the body. Every measurement must clear an edge-strength threshold and agree between columns; otherwise
-the network's keypoint is kept. The step is deterministic and interpretable: each keypoint is an
+view puts a step several times stronger than any cortex beside the body. Every measurement must
+clear an edge-strength threshold and agree between columns; otherwise the network's keypoint is
+kept. The step is deterministic and interpretable: each keypoint is an
 edge a reader can see in the picture.
 """
 
@@ -48,7 +49,8 @@ class RefineSettings:
     # 165 phantom vertebrae of training seeds, spread 0.1-0.25 mm), moved back inwards
     wall_inset_px: float = 0.7
     plate_inset_px: float = 0.85
-    #: widths of the endplate's central concavity tried (1: across the whole body, as the phantoms draw it)
+    #: widths of the endplate's central concavity tried, as shares of the half depth (1: a dip
+    #: from wall to wall; the phantoms draw 0.5-1.0)
     plate_shape_widths: tuple[float, ...] = (1.0, 0.8, 0.6)
     #: a corner may lie at most this far outside the outermost endplate edge found in the columns
     #: within ``corner_band`` (share of the half depth) of its wall (None: not limited)
@@ -153,16 +155,16 @@ def _fit_endplate(u: np.ndarray, y: np.ndarray, inward: float,
         f = np.clip(1.0 - (u[common] / w) ** 2, 0.0, None)
         return float(np.mean((c[0] + c[1] * u[common] + c[2] * f - y[common]) ** 2))
 
-    w, (coef, _) = min(fits, key=score)
+    _, (coef, _) = min(fits, key=score)
     return np.array([coef[0] - coef[1], coef[0] + coef[2], coef[0] + coef[1]])
 
 
 def _plate_rows(gr: np.ndarray, cols: np.ndarray, key_cols: np.ndarray, pred: np.ndarray, sign: float,
-                inward: float, outward_px: float, s: RefineSettings) -> np.ndarray | None:
+                inward: float, s: RefineSettings) -> np.ndarray | None:
     """Rows of one endplate at the anterior wall, the middle and the posterior wall from its
-    edges in every column (searched ``outward_px`` outwards and ``plate_inward_px`` inwards of
-    the network's rows ``pred``), or None when too few columns have one or they do not agree."""
-    offs = np.arange(-outward_px, s.plate_inward_px + 1e-6, 0.5) * inward
+    edges in every column (searched ``plate_outward_px`` outwards and ``plate_inward_px`` inwards
+    of the network's rows ``pred``), or None when too few columns have one or they disagree."""
+    offs = np.arange(-s.plate_outward_px, s.plate_inward_px + 1e-6, 0.5) * inward
     rr = pred[:, None] + offs[None, :]
     cc = np.broadcast_to(cols[:, None], rr.shape)
     prof = sign * _sample(gr, rr, cc)
@@ -232,7 +234,7 @@ def _refine_one(gr: np.ndarray, gc: np.ndarray, kp: np.ndarray, s: RefineSetting
     key_cols = np.array([ca, 0.5 * (ca + cp), cp])
     for plate, sign, inward in ((0, 1.0, 1.0), (1, -1.0, -1.0)):  # superior: rising going down
         pred = np.interp(cols, key_cols, kp[[plate, plate + 2, plate + 4], 0])
-        new = _plate_rows(gr, cols, key_cols, pred, sign, inward, s.plate_outward_px, s)
+        new = _plate_rows(gr, cols, key_cols, pred, sign, inward, s)
         if new is None:
             continue
         old = kp[[plate, plate + 2, plate + 4], 0]
