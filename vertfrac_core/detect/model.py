@@ -139,14 +139,18 @@ class Detector:
 
 def fully_in_view(mid_slab: np.ndarray, keypoints_rc: np.ndarray, margin_px: float = 1.0) -> bool:
     """False for a body cut by the field of view: a keypoint beyond the image rows, or on the
-    blank (outside the scan, -1024 HU) part of the straightened image. Its heights would be
-    those of a fragment, so it is neither measured nor reported."""
+    blank (outside the scan, -1024 HU) part of the straightened image: its pixel and all eight
+    around it blank. Its heights would be those of a fragment, so it is neither measured nor
+    reported. (A corner on the scan's very edge is in view: which pixel it rounds to must not
+    decide; VerSe 006's upper anterior corner is one.)"""
     h, w = mid_slab.shape
     r, c = keypoints_rc[:, 0], keypoints_rc[:, 1]
     if r.min() < margin_px or r.max() > h - 1 - margin_px or c.min() < 0 or c.max() > w - 1:
         return False
     ri, ci = np.clip(np.round(r).astype(int), 0, h - 1), np.clip(np.round(c).astype(int), 0, w - 1)
-    return bool((mid_slab[ri, ci] > -1000.0).all())
+    scan = [mid_slab[np.clip(ri + dr, 0, h - 1), np.clip(ci + dc, 0, w - 1)] > -1000.0
+            for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
+    return bool(np.logical_or.reduce(scan).all())
 
 
 def regular_chain(strong: list[Detection], weak: list[Detection], spread: float = 0.3,
