@@ -172,7 +172,7 @@ def _body_shape(level: str, spec: PatientSpec, jitter: float, frac: FractureSpec
     hm = hp * ref.hm_hp * (1.0 + rng.normal(0.0, 0.012))
     if rng_plates is not None:
         # normal bodies vary more than the draws above allow (real lumbar anterior / posterior
-        # heights in ../shared: 0.88-1.25 against references of 0.94-1.06): 5 % and 3 % more
+        # heights in ../shared: 0.89-1.25 against references of 0.94-1.06): 5 % and 3 % more
         ha *= 1.0 + float(np.clip(rng_plates.normal(0.0, 0.05), -0.12, 0.12))
         hm *= 1.0 + float(np.clip(rng_plates.normal(0.0, 0.03), -0.07, 0.07))
     upper_share = 0.5
