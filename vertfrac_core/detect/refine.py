@@ -19,8 +19,8 @@ edges near the prediction. This step measures them:
 Edges next to air or to the scan's edge (filled with -1024 HU) are ignored: a cropped field of
 view puts a step several times stronger than any cortex beside the body. Every measurement must
 clear an edge-strength threshold and agree between columns; otherwise the network's keypoint is
-kept. The step is deterministic and interpretable: each keypoint is an
-edge a reader can see in the picture.
+kept. The step is deterministic and interpretable: each keypoint is an edge a reader can see in
+the picture.
 """
 
 from __future__ import annotations
@@ -106,13 +106,18 @@ def _first_edge(values: np.ndarray, offsets: np.ndarray, floor: float, share: fl
     return 0.0, 0.0
 
 
+def _dip(u: np.ndarray, width: float) -> np.ndarray:
+    """The endplate's concavity profile: ``max(0, 1 - (u / width)^2)``, zero at the walls."""
+    return np.clip(1.0 - (u / width) ** 2, 0.0, None)
+
+
 def _fit_endplate_shape(u: np.ndarray, y: np.ndarray, inward: float,
                         width: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """One robust fit of ``y = a + b u + c f(u)`` with the concavity ``f(u) = max(0, 1 - (u /
-    width)^2)``: (coefficients, kept points), or None when too few points agree."""
+    """One robust fit of ``y = a + b u + c _dip(u, width)``: (coefficients, kept points), or
+    None when too few points agree."""
     keep = np.ones(len(u), bool)
     coef = None
-    f = np.clip(1.0 - (u / width) ** 2, 0.0, None)
+    f = _dip(u, width)
     for _ in range(4):
         if keep.sum() < 5:
             return None
@@ -132,7 +137,7 @@ def _fit_endplate_shape(u: np.ndarray, y: np.ndarray, inward: float,
 
 
 def _fit_endplate(u: np.ndarray, y: np.ndarray, inward: float,
-                  widths: tuple[float, ...] = (1.0,)) -> np.ndarray | None:
+                  widths: tuple[float, ...]) -> np.ndarray | None:
     """Endplate rows at u = -1, 0, +1 (anterior wall, middle, posterior wall) from edge rows ``y``
     at normalised columns ``u``: a tilted line plus a concavity that deepens towards the body
     (``inward * c >= 0``; a line when the fit says otherwise), refitted after dropping points
@@ -152,8 +157,8 @@ def _fit_endplate(u: np.ndarray, y: np.ndarray, inward: float,
 
     def score(item: tuple[float, tuple[np.ndarray, np.ndarray]]) -> float:
         w, (c, _) = item
-        f = np.clip(1.0 - (u[common] / w) ** 2, 0.0, None)
-        return float(np.mean((c[0] + c[1] * u[common] + c[2] * f - y[common]) ** 2))
+        uc = u[common]
+        return float(np.mean((c[0] + c[1] * uc + c[2] * _dip(uc, w) - y[common]) ** 2))
 
     _, (coef, _) = min(fits, key=score)
     return np.array([coef[0] - coef[1], coef[0] + coef[2], coef[0] + coef[1]])

@@ -85,8 +85,7 @@ def _vertebra_fields(v: Vertebra, p: dict[str, float]):
     sp_end = np.array([a_back - p["sp_len"] * np.cos(ang), 0.0, -p["sp_len"] * np.sin(ang)])
     sp_h = 7.0 if region(v.level) == "lumbar" else 2.0
 
-    top_a, bot_a = b.plates(np.array(b.half_depth), np.array(1.0))
-    corners = (float(top_a), float(bot_a))  # the anterior corners (upper, lower) in the mid-plane
+    corners = tuple(b.keypoints_local()[:2, 2])  # the anterior corners (upper, lower), mid-plane
 
     def fields(X, Y, Z):
         a, l, s = _local(v, X, Y, Z)

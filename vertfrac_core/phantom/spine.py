@@ -164,17 +164,16 @@ def _endplate_variety(spec: PatientSpec, rng: np.random.Generator) -> tuple[floa
 
 
 def _body_shape(level: str, spec: PatientSpec, jitter: float, frac: FractureSpec | None,
-                rng: np.random.Generator, rng_plates: np.random.Generator | None = None) -> BodyShape:
+                rng: np.random.Generator, rng_variety: np.random.Generator) -> BodyShape:
     ref = reference(level)
     scale = spec.body_scale * (1.0 + jitter)
     hp = ref.hp_mm * scale
     ha = hp * ref.ha_hp * (1.0 + rng.normal(0.0, 0.015))
     hm = hp * ref.hm_hp * (1.0 + rng.normal(0.0, 0.012))
-    if rng_plates is not None:
-        # normal bodies vary more than the draws above allow (real lumbar anterior / posterior
-        # heights in ../shared: 0.89-1.25 against references of 0.94-1.06): 5 % and 3 % more
-        ha *= 1.0 + float(np.clip(rng_plates.normal(0.0, 0.05), -0.12, 0.12))
-        hm *= 1.0 + float(np.clip(rng_plates.normal(0.0, 0.03), -0.07, 0.07))
+    # normal bodies vary more than the draws above allow (real lumbar anterior / posterior
+    # heights in ../shared: 0.89-1.25 against references of 0.94-1.06): 5 % and 3 % more
+    ha *= 1.0 + float(np.clip(rng_variety.normal(0.0, 0.05), -0.12, 0.12))
+    hm *= 1.0 + float(np.clip(rng_variety.normal(0.0, 0.03), -0.07, 0.07))
     upper_share = 0.5
     if frac is not None:
         keep = 1.0 - frac.height_loss
@@ -187,7 +186,7 @@ def _body_shape(level: str, spec: PatientSpec, jitter: float, frac: FractureSpec
             hm = hm * keep
         else:  # crush: the whole body loses height
             hp, ha, hm = hp * keep, ha * keep, hm * keep
-    width, ost = _endplate_variety(spec, rng_plates) if rng_plates is not None else (1.0, (0.0, 0.0))
+    width, ost = _endplate_variety(spec, rng_variety)
     return BodyShape(
         concavity_width=width,
         osteophyte_mm=ost,
@@ -206,9 +205,10 @@ def build_phantom(spec: PatientSpec) -> Phantom:
     levels = (*EXTRA_ABOVE, *spec.levels, "S1")
     jitter = dict(zip(spec.levels, spec.level_jitter, strict=True))
     fracs = {f.level: f for f in spec.fractures}
-    # a stream of its own, so that the endplates' variety leaves every other draw of a seed as it was
-    rng_plates = np.random.default_rng(np.random.SeedSequence([20262, spec.seed]))
-    bodies = [_body_shape(lv, spec, jitter.get(lv, 0.0), fracs.get(lv), rng, rng_plates) for lv in levels]
+    # a stream of its own (session 8's shape and endplate variety), so that every earlier draw of
+    # a seed stays as it was
+    rng_variety = np.random.default_rng(np.random.SeedSequence([20262, spec.seed]))
+    bodies = [_body_shape(lv, spec, jitter.get(lv, 0.0), fracs.get(lv), rng, rng_variety) for lv in levels]
 
     # stack bodies and discs along the arc (s = 0 at the centre of C3)
     centres_s = [0.0]
