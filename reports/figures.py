@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from reports.stats import BAND_ORDER, HU_LIKELY, HU_UNLIKELY, SEX_LABELS, Funnel
+from vertfrac_core.render import level_label
 
 COLOURS = {"F": "#c0392b", "M": "#2471a3", "all": "#333333"}
 GRADE_COLOURS = {0: "#2ecc71", 1: "#f1c40f", 2: "#e67e22", 3: "#e74c3c"}
@@ -179,7 +180,7 @@ def spine_schematic_png(vertebrae: pd.DataFrame) -> bytes:
             ax.fill(ys, zs, color=col, alpha=0.35, lw=0)
             ax.plot(ys, zs, color=col, lw=1.2)
             ax.scatter(*zip(*pts.values(), strict=True), s=6, color="#222", zorder=3)
-            label = str(v["level"]) + (f"  G{int(v['grade'])} {v['type']}" if int(v["grade"]) > 0 else "")
+            label = level_label(v) + (f"  G{int(v['grade'])} {v['type']}" if int(v["grade"]) > 0 else "")
             ax.text(max(ys) + 3, float(np.mean(zs)), label, fontsize=6.5, va="center", color="#222")
         ax.set_aspect("equal")
         ax.set_xlabel("anterior ← y (mm, LPS) → posterior")

@@ -65,6 +65,13 @@ def test_analyze_phantom_series(phantom_series, tmp_path) -> None:
     pred = np.array([v["center_lps"] for v in d["vertebrae"]])
     dist = np.min(np.linalg.norm(pred[:, None] - truth[None], axis=2), axis=1)
     assert np.median(dist) < 5.0, dist
+    # on a phantom the two level models agree: its levels are stated with confidence, and right
+    names = [t.level for t in ph.truth]
+    conf = [v["level_confidence"] for v in d["vertebrae"]]
+    assert np.mean(np.array(conf) >= 0.75) >= 0.8, conf
+    right = [v["level"] == names[int(np.argmin(np.linalg.norm(truth - v["center_lps"], axis=1)))]
+             for v in d["vertebrae"] if v["level_confidence"] >= 0.75]
+    assert all(right), right
 
 
 def test_cli_prints_table_and_writes_rows(phantom_series, tmp_path) -> None:

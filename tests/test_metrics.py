@@ -30,3 +30,18 @@ def test_point_in_polygon() -> None:
     sq = np.array([[0, 0], [0, 10], [10, 10], [10, 0.0]])
     assert point_in_polygon(np.array([5, 5]), sq)
     assert not point_in_polygon(np.array([15, 5]), sq)
+
+
+def test_level_calibration_counts_confident_levels_apart() -> None:
+    from vertfrac_core.eval.detector import Tally
+
+    t = Tally()
+    truth = [{"level": lv, "grade": 0, "centre": np.zeros(3), "keypoints": np.zeros((6, 3))}
+             for lv in ("L1", "L2", "L3", "L4")]
+    pred = [dict(p, level=lv, level_confidence=c, loss=0.0, grade=0)
+            for p, lv, c in zip(truth, ("L1", "L2", "T12", "T11"), (0.99, 0.9, 0.5, 0.8), strict=True)]
+    t.add_case(pred, truth, lambda p, q: p is not None and p["centre"] is q["centre"])
+    s = t.summary()
+    assert s["level_accuracy"] == 0.5
+    assert s["level_confident_share"] == 0.75  # 0.99, 0.9, 0.8 >= 0.75
+    assert abs(s["level_accuracy_confident"] - 2 / 3) < 1e-9 and s["level_accuracy_unsure"] == 0.0

@@ -84,8 +84,8 @@ def test_real_table_counts_bodies_and_single_heights(tmp_path):
     from vertfrac_core.eval.real import RealRow, write_real_table
 
     rows = [
-        RealRow("a", "L1", True, "L1", (25.0, 22.0, 27.0), (26.0, 23.5, 27.5)),  # all within 2 mm
-        RealRow("a", "L2", True, "T12", (30.0, 22.0, 27.0), (26.0, 22.5, 27.5)),  # ha 4 mm off
+        RealRow("a", "L1", True, "L1", (25.0, 22.0, 27.0), (26.0, 23.5, 27.5), level_confidence=0.98),  # all within 2 mm
+        RealRow("a", "L2", True, "T12", (30.0, 22.0, 27.0), (26.0, 22.5, 27.5), level_confidence=0.5),  # ha 4 mm off
         RealRow("a", "L3", False),
         RealRow("a", "(none)", False, "L4", (20.0, 20.0, 20.0)),
     ]
@@ -96,3 +96,27 @@ def test_real_table_counts_bodies_and_single_heights(tmp_path):
     assert "Single heights within 2 mm: 5/6" in text
     assert "median absolute difference 2.5/1.0/0.5 mm" in text
     assert "mean signed difference (predicted - mask) +1.5/-1.0/-0.5 mm" in text
+    assert "confidence >= 0.75: 1, of them right: 1;" in text
+    assert "below it (marked \"?\" in the picture): 1, of them right: 0." in text
+    assert "| a | L2 | yes | T12 | 0.50 |" in text
+
+
+def test_no_level_on_the_real_cts_is_stated_confidently_and_wrong():
+    """The shipped models on the real CTs of ../shared: each vertebra fully in view is found, and
+    a level given with confidence >= CONFIDENT_LEVEL is the mask's. (The level models, trained
+    on phantoms, disagree on these short real fields of view; before the confidence averaged
+    over both models, VerSe 005's L2-L4 were called T10-T12 with confidence 1.00.)"""
+    from pathlib import Path
+
+    from vertfrac_core.analyze import load_models
+    from vertfrac_core.detect.levels import CONFIDENT_LEVEL
+    from vertfrac_core.eval.real import evaluate_real
+
+    shared = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+    if not (shared / "real" / "verse").exists():
+        pytest.skip(f"shared test data missing: {shared}")
+    rows = [r for r in evaluate_real(shared, load_models("cpu")) if r.level != "(none)"]
+    assert len(rows) >= 9 and all(r.detected for r in rows)
+    for r in rows:
+        assert r.level_confidence is not None
+        assert r.level_confidence < CONFIDENT_LEVEL or r.predicted_level == r.level, r

@@ -18,10 +18,20 @@ GRADE_COLOURS = {0: "#2ecc71", 1: "#f1c40f", 2: "#e67e22", 3: "#e74c3c"}
 WINDOW = (-250.0, 1250.0)
 
 
+def level_label(row: dict) -> str:
+    """The level as drawn: with "?" when its confidence is below ``CONFIDENT_LEVEL`` (the two level
+    models disagree: typically a short field of view with no rib end, sacrum or neck to count
+    from), so that nobody reads a guessed level as a counted one."""
+    from vertfrac_core.detect.levels import CONFIDENT_LEVEL
+
+    conf = row.get("level_confidence")
+    return f"{row['level']}?" if conf is not None and conf < CONFIDENT_LEVEL else str(row["level"])
+
+
 def render_png(path: Path, volume: Volume, ref: Reformation, image: np.ndarray,
                rows: Sequence[dict], title: str = "") -> Path:
     """Write the picture. ``rows``: per vertebra a dict with level, grade, type, ha_mm, hm_mm,
-    hp_mm, keypoints_rc (6, 2) and keypoints_lps (6, 3)."""
+    hp_mm, keypoints_rc (6, 2) and keypoints_lps (6, 3); level_confidence if known."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +53,7 @@ def render_png(path: Path, volume: Volume, ref: Reformation, image: np.ndarray,
         ax.plot([kp[0, 1], kp[2, 1], kp[4, 1]], [kp[0, 0], kp[2, 0], kp[4, 0]], color=col, lw=0.5, alpha=0.7)
         ax.plot([kp[1, 1], kp[3, 1], kp[5, 1]], [kp[1, 0], kp[3, 0], kp[5, 0]], color=col, lw=0.5, alpha=0.7)
         ax.scatter(kp[:, 1], kp[:, 0], s=8, c=col, edgecolors="black", linewidths=0.3, zorder=3)
-        label = f"{r['level']}"
+        label = level_label(r)
         if int(r["grade"]) > 0:
             label += f"  G{int(r['grade'])} {r['type']}"
         ax.text(kp[:, 1].max() + 4, kp[:, 0].mean(), label, color=col, fontsize=7, va="center",
@@ -69,7 +79,7 @@ def render_png(path: Path, volume: Volume, ref: Reformation, image: np.ndarray,
         kp = np.asarray(r["keypoints_lps"])
         col = GRADE_COLOURS.get(int(r["grade"]), "white")
         ax2.scatter(kp[:, 1] - y0, z1 - kp[:, 2], s=6, c=col, edgecolors="black", linewidths=0.3)
-        ax2.text(kp[:, 1].max() - y0 + 4, z1 - kp[:, 2].mean(), r["level"], color=col, fontsize=6)
+        ax2.text(kp[:, 1].max() - y0 + 4, z1 - kp[:, 2].mean(), level_label(r), color=col, fontsize=6)
     ax2.set_title(f"mid-sagittal of the original volume (x = {x:.0f} mm LPS)", color="white", fontsize=8)
     ax2.axis("off")
     if title:

@@ -6,7 +6,7 @@ import numpy as np
 
 from vertfrac_core.anatomy import GRADED_LEVELS
 from vertfrac_core.detect.codec import decode, encode, target_as_output
-from vertfrac_core.detect.levels import assign_levels
+from vertfrac_core.detect.levels import agreed_confidence, assign_levels
 
 
 def _spine(n: int = 8, start: int = 12):
@@ -74,3 +74,36 @@ def test_more_bodies_than_levels_never_repeat_a_level() -> None:
     p[0] = p[4] = 1.0 / len(GRADED_LEVELS)  # an unsure body above C7 and one below T2
     levels, _ = assign_levels(p)
     assert levels[1:4] == seq and levels[0] == "above"
+
+
+def _sure_of(seq: list[str], p: float = 0.97) -> np.ndarray:
+    probs = np.full((len(seq), len(GRADED_LEVELS)), (1 - p) / (len(GRADED_LEVELS) - 1))
+    for i, name in enumerate(seq):
+        probs[i, GRADED_LEVELS.index(name)] = p
+    return probs
+
+
+def test_confidence_is_high_when_the_level_models_agree() -> None:
+    seq = ["T12", "L1", "L2", "L3", "L4"]
+    head, rows = _sure_of(seq, 0.9), _sure_of(seq, 0.97)
+    levels, _ = assign_levels(head * rows / (head * rows).sum(1, keepdims=True))
+    conf = agreed_confidence(levels, head, rows)
+    assert levels == seq and (conf > 0.95).all(), conf
+
+
+def test_confidence_falls_when_the_level_models_disagree() -> None:
+    """Two sure models that disagree (as on a real lumbar crop: the detector's head read T9-L1,
+    the sequence network L1-L5): their product's posterior is sharp whichever wins, but the
+    stated confidence must not be."""
+    head, rows = _sure_of(["T9", "T10", "T11", "T12", "L1"]), _sure_of(["L1", "L2", "L3", "L4", "L5"])
+    prod = rows**0.85 * head**0.15  # as the detector weighs them
+    levels, product_conf = assign_levels(prod / prod.sum(1, keepdims=True))
+    assert levels == ["L1", "L2", "L3", "L4", "L5"]
+    assert (product_conf > 0.9).all()  # what the former confidence said
+    conf = agreed_confidence(levels, head, rows)
+    assert (conf < 0.6).all(), conf
+    # partly agreeing models: the bodies where they agree keep a high confidence
+    rows2 = _sure_of(["T9", "T10", "T11", "L1", "L2"])
+    conf2 = agreed_confidence(["T9", "T10", "T11", "T12", "L1"], head, rows2)
+    assert (conf2[:2] > 0.9).all() and (conf2[3:] < 0.6).all(), conf2
+    assert agreed_confidence([], head[:0], rows[:0]).size == 0

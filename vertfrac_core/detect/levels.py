@@ -2,7 +2,8 @@
 caudal) whose transitions follow the anatomical order, allowing the T13 and L6 variants and at
 most one missed vertebra (with a penalty). Two extra states take detections outside the graded
 range (C3-C6 above, the sacrum below) so that they can never force a level to repeat; they are
-dropped from the output. Confidences are the posterior marginals."""
+dropped from the output. Confidences are the posterior marginals (:func:`assign_levels`), or, with
+two level models, the chosen level's marginal averaged over both (:func:`agreed_confidence`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ ABOVE, BELOW = "above", "below"  # not graded: cervical above C7, sacrum below t
 STATES = (*GRADED_LEVELS, ABOVE, BELOW)
 NEG = -1e9
 EXTRA_EMISSION = np.log(0.02)
+#: a level stated with at least this confidence is "confident"; below it, the picture marks the
+#: level with "?" and the evaluation counts it apart (its accuracy is measured there)
+CONFIDENT_LEVEL = 0.75
 
 
 def _transition_logp(skip_penalty: float = 4.0) -> np.ndarray:
@@ -53,9 +57,32 @@ _T = _transition_logp()
 def assign_levels(probs: np.ndarray) -> tuple[list[str], np.ndarray]:
     """(states, confidences) for detections with level probabilities (N, n_levels), top first.
     A state is a level name, or ``"above"`` / ``"below"`` for bodies outside C7-L6."""
+    states, marg = _decode(probs)
+    conf = np.array([marg[i, STATES.index(s)] for i, s in enumerate(states)])
+    return states, np.clip(conf, 0.0, 1.0)
+
+
+def agreed_confidence(states: list[str], *model_probs: np.ndarray) -> np.ndarray:
+    """Confidence of the chosen ``states`` when several level models were combined: per body,
+    the posterior marginal of its state under each model decoded on its own, averaged. Models
+    that agree give what each gives; where they disagree the confidence falls to about 1/2 (or
+    less), however sure each one is. The two level models see different things (the detector's
+    head a few vertebrae, the sequence network the whole column): on a scan unlike their
+    training phantoms they tend to disagree, and the sharp posterior of their product would
+    then state a guess as a certainty."""
+    if not states:
+        return np.zeros(0)
+    idx = [STATES.index(s) for s in states]
+    margs = [_decode(p)[1] for p in model_probs]
+    conf = np.mean([[m[i, k] for i, k in enumerate(idx)] for m in margs], axis=0)
+    return np.clip(conf, 0.0, 1.0)
+
+
+def _decode(probs: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Viterbi path (state names) and posterior marginals (N, n_states) of the chain."""
     probs = np.asarray(probs, dtype=np.float64)
     if len(probs) == 0:
-        return [], np.zeros(0)
+        return [], np.zeros((0, len(STATES)))
     n = len(probs)
     e = np.concatenate([np.log(np.clip(probs, 1e-9, 1.0)), np.full((n, 2), EXTRA_EMISSION)], axis=1)
     k = e.shape[1]
@@ -79,5 +106,4 @@ def assign_levels(probs: np.ndarray) -> tuple[list[str], np.ndarray]:
         b[i] = np.logaddexp.reduce(_T + (e[i + 1] + b[i + 1])[None, :], axis=1)
     z = np.logaddexp.reduce(a[-1])
     marg = np.exp(np.clip(a + b - z, -700.0, 0.0))
-    conf = np.array([marg[i, p] for i, p in enumerate(path)])
-    return [STATES[p] for p in path], np.clip(conf, 0.0, 1.0)
+    return [STATES[p] for p in path], marg

@@ -9,7 +9,7 @@ import numpy as np
 
 from vertfrac_core.anatomy import GRADED_LEVELS
 from vertfrac_core.detect.codec import Detection, decode
-from vertfrac_core.detect.levels import assign_levels
+from vertfrac_core.detect.levels import agreed_confidence, assign_levels
 from vertfrac_core.errors import ModelError
 from vertfrac_core.reformat import Reformation
 
@@ -121,13 +121,17 @@ class Detector:
             kps = refine_keypoints(image[1], [d.keypoints_rc for d in dets])
             dets = [replace(d, keypoints_rc=k.astype(np.float32), centre_rc=k.mean(axis=0).astype(np.float32))
                     for d, k in zip(dets, kps, strict=True)]
-        probs = np.stack([d.level_probs for d in dets])
+        head = np.stack([d.level_probs for d in dets])
         rows = self.row_level_probs(image)
-        if rows is not None:
+        if rows is None:
+            levels, conf = assign_levels(head)
+        else:
+            # the level is chosen on both models' evidence; its confidence is how far the two
+            # models, each decoded on its own, agree with it (:func:`agreed_confidence`)
             seq = np.stack([level_probs_at(rows, d.keypoints_rc) for d in dets])
-            probs = seq**0.85 * probs**0.15
-            probs /= probs.sum(axis=1, keepdims=True)
-        levels, conf = assign_levels(probs)
+            probs = seq**0.85 * head**0.15
+            levels, _ = assign_levels(probs / probs.sum(axis=1, keepdims=True))
+            conf = agreed_confidence(levels, head, seq)
         # bodies outside the graded range (C3-C6, the sacrum) are not reported
         return [(d, lv, float(c)) for d, lv, c in zip(dets, levels, conf, strict=True)
                 if lv in GRADED_LEVELS]

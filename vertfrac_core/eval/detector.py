@@ -38,6 +38,7 @@ class Tally:
     kp_err: list[float] = field(default_factory=list)
     centre_err: list[float] = field(default_factory=list)
     level_ok: list[bool] = field(default_factory=list)
+    level_conf: list[float] = field(default_factory=list)
     v_score: list[float] = field(default_factory=list)  # per true vertebra: predicted loss (0 if missed)
     v_true: list[int] = field(default_factory=list)
     v_pred_grade: list[int] = field(default_factory=list)
@@ -62,6 +63,7 @@ class Tally:
                 self.kp_err.append(float(np.linalg.norm(p["keypoints"] - t["keypoints"], axis=1).mean()))
                 self.centre_err.append(float(np.linalg.norm(p["centre"] - t["centre"])))
                 self.level_ok.append(p["level"] == t["level"])
+                self.level_conf.append(float(p.get("level_confidence", 1.0)))
                 scores[k] = p["loss"]
                 grades[k] = p["grade"]
                 break
@@ -72,6 +74,21 @@ class Tally:
         self.p_score.append(max([p["loss"] for p in pred], default=0.0))
         self.p_true.append(max([t["grade"] for t in truth], default=0))
         self.p_pred.append(max([p["grade"] for p in pred], default=0))
+
+    def _level_calibration(self) -> dict[str, float]:
+        """How far a level's confidence can be trusted: the share of found bodies whose level is
+        stated with confidence >= ``CONFIDENT_LEVEL`` and the level accuracy within and outside
+        that share."""
+        from vertfrac_core.detect.levels import CONFIDENT_LEVEL
+
+        ok, conf = np.array(self.level_ok, bool), np.array(self.level_conf, float)
+        sure = conf >= CONFIDENT_LEVEL
+
+        def acc(m: np.ndarray) -> float:
+            return float(ok[m].mean()) if m.any() else float("nan")
+
+        return {"level_confident_share": float(sure.mean()) if sure.size else float("nan"),
+                "level_accuracy_confident": acc(sure), "level_accuracy_unsure": acc(~sure)}
 
     def summary(self) -> dict[str, float]:
         vt, vs = np.array(self.v_true), np.array(self.v_score)
@@ -85,6 +102,7 @@ class Tally:
             "keypoint_error_mm": float(np.mean(self.kp_err)) if self.kp_err else float("nan"),
             "centre_error_mm": float(np.mean(self.centre_err)) if self.centre_err else float("nan"),
             "level_accuracy": float(np.mean(self.level_ok)) if self.level_ok else float("nan"),
+            **self._level_calibration(),
             "auc_vertebra_g1": roc_auc(vs, vt >= 1), "auc_vertebra_g2": roc_auc(vs, vt >= 2),
             "auc_patient_g1": roc_auc(ps, pt >= 1), "auc_patient_g2": roc_auc(ps, pt >= 2),
             "sensitivity_g2_vertebra": sens_v, "specificity_g2_vertebra": spec_v,
@@ -128,8 +146,8 @@ def evaluate_detector(n: int, seed: int, detector, samples_dir: str | None = Non
             kp3 = [ref.to_lps(d.keypoints_rc[:, 0], d.keypoints_rc[:, 1], 0.0) for d, _, _ in found]
             graded = grade_spine(levels, kp3)
             pred = [{"centre_rc": d.centre_rc, "centre": k.mean(axis=0), "keypoints": k, "level": lv,
-                     "score": d.score, "grade": int(g.grade), "loss": g.height_loss}
-                    for (d, lv, _), k, (_, g) in zip(found, kp3, graded, strict=True)]
+                     "level_confidence": c, "score": d.score, "grade": int(g.grade), "loss": g.height_loss}
+                    for (d, lv, c), k, (_, g) in zip(found, kp3, graded, strict=True)]
         # truth keypoints on the same central plane as the predictions (lateral offset dropped);
         # a body cut by the field of view is ignored: not counted as missed when absent, and a
         # prediction on it is neither a hit nor a false positive
@@ -170,7 +188,7 @@ def evaluate_pipeline(n: int, seed: int, models, profile: str = "full") -> Tally
         pred = []
         if res.status == ScanStatus.OK:
             pred = [{"centre": np.array(v.center_lps), "keypoints": np.array(v.keypoints_lps),
-                     "level": v.level, "score": v.score, "grade": v.grade, "loss": v.height_loss}
+                     "level": v.level, "level_confidence": v.level_confidence, "score": v.score, "grade": v.grade, "loss": v.height_loss}
                     for v in res.vertebrae]
         elif truth:
             tally.failures += 1

@@ -34,6 +34,7 @@ class RealRow:
     mask_h: tuple[float, float, float] | None = None
     grade: int | None = None
     published_grade: int | None = None
+    level_confidence: float | None = None
 
     @property
     def max_height_diff(self) -> float | None:
@@ -147,7 +148,7 @@ def evaluate_real(shared_data: Path, models) -> list[RealRow]:
                           published_grade=grades.get((subject, level)))
             if row.detected:
                 v = preds[hit.index(value)]
-                row.predicted_level, row.grade = v.level, v.grade
+                row.predicted_level, row.grade, row.level_confidence = v.level, v.grade, v.level_confidence
                 row.pred_h = (v.ha_mm, v.hm_mm, v.hp_mm)
                 whole = body is None
                 pts = labvol.voxel_to_lps(kji[:, ::-1].astype(float)) if whole else body_points(labvol, kji, body)
@@ -174,6 +175,18 @@ def _height_summary(found: list[RealRow]) -> list[str]:
             f"mean signed difference (predicted - mask) {mean} mm."]
 
 
+def _level_confidence_summary(found: list[RealRow]) -> str:
+    """Right levels among those stated with confidence (>= CONFIDENT_LEVEL) and among the rest."""
+    from vertfrac_core.detect.levels import CONFIDENT_LEVEL
+
+    conf = [(r, r.level_confidence) for r in found if r.level_confidence is not None]
+    sure = [r for r, c in conf if c >= CONFIDENT_LEVEL]
+    unsure = [r for r, c in conf if c < CONFIDENT_LEVEL]
+    return (f"Levels stated with confidence >= {CONFIDENT_LEVEL}: {len(sure)}, of them right: "
+            f"{sum(r.predicted_level == r.level for r in sure)}; below it (marked \"?\" in the picture): "
+            f"{len(unsure)}, of them right: {sum(r.predicted_level == r.level for r in unsure)}.")
+
+
 def write_real_table(rows: list[RealRow], out: Path, note: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "step2_real.md"
@@ -187,9 +200,10 @@ def write_real_table(rows: list[RealRow], out: Path, note: str) -> Path:
         f"Vertebrae fully in view: {len(truth)}; detected: {len(found)}; with the right level: "
         f"{len(right)}; detections outside every labelled vertebra: {len(fp)}; height agreement with the "
         f"mask within 2 mm (all three heights): {sum(d <= 2.0 for d in diffs)}/{len(diffs)}.", "",
+        _level_confidence_summary(found), "",
         *_height_summary(found), "",
-        "| case | level (mask) | detected | predicted level | ha/hm/hp predicted mm | ha/hm/hp mask mm | max diff mm | grade | published grade |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | level (mask) | detected | predicted level | level confidence | ha/hm/hp predicted mm | ha/hm/hp mask mm | max diff mm | grade | published grade |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def h(x):
@@ -198,7 +212,7 @@ def write_real_table(rows: list[RealRow], out: Path, note: str) -> Path:
     for r in rows:
         d = r.max_height_diff
         lines.append(f"| {r.case} | {r.level} | {'yes' if r.detected else 'no'} | {r.predicted_level} | "
-                     f"{h(r.pred_h)} | {h(r.mask_h)} | {'-' if d is None else f'{d:.1f}'} | "
+                     f"{'-' if r.level_confidence is None else f'{r.level_confidence:.2f}'} | {h(r.pred_h)} | {h(r.mask_h)} | {'-' if d is None else f'{d:.1f}'} | "
                      f"{'-' if r.grade is None else r.grade} | "
                      f"{'-' if r.published_grade is None else r.published_grade} |")
     path.write_text("\n".join(lines) + "\n")

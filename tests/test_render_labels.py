@@ -1,0 +1,15 @@
+"""Level labels in the pictures: a level stated without confidence carries a question mark."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vertfrac_core.render import level_label
+
+
+def test_an_unsure_level_is_marked_with_a_question_mark() -> None:
+    assert level_label({"level": "L2", "level_confidence": 0.98}) == "L2"
+    assert level_label({"level": "L2", "level_confidence": 0.75}) == "L2"
+    assert level_label({"level": "L2", "level_confidence": 0.5}) == "L2?"
+    assert level_label({"level": "T12"}) == "T12"  # confidence unknown: drawn as given
+    assert level_label(pd.Series({"level": "L1", "level_confidence": 0.4})) == "L1?"  # report rows
