@@ -99,6 +99,7 @@ def test_real_table_counts_bodies_and_single_heights(tmp_path):
     assert "confidence >= 0.75: 1, of them right: 1;" in text
     assert "below it (marked \"?\" in the picture): 1, of them right: 0." in text
     assert "| a | L2 | yes | T12 | 0.50 |" in text
+    assert "All three heights within 2 mm, by reference: a (masks): 1/2." in text
 
 
 def test_no_level_on_the_real_cts_is_stated_confidently_and_wrong():

@@ -175,6 +175,20 @@ def _height_summary(found: list[RealRow]) -> list[str]:
             f"mean signed difference (predicted - mask) {mean} mm."]
 
 
+#: what each source's masks are (the data's README): only VerSe's are experts' drawings
+SOURCE_KIND = {"verse": "expert masks, 1 mm", "totalseg": "a model's labels, 3 mm",
+               "tptbox": "TPTBox sample masks, 1.5 mm"}
+
+
+def _by_source(found: list[RealRow]) -> str:
+    """Bodies with all three heights within 2 mm, per source of the reference masks."""
+    parts = []
+    for src in dict.fromkeys(r.case.split("/")[0] for r in found):
+        d = [x for r in found if r.case.split("/")[0] == src and (x := r.max_height_diff) is not None]
+        parts.append(f"{src} ({SOURCE_KIND.get(src, 'masks')}): {sum(x <= 2.0 for x in d)}/{len(d)}")
+    return "All three heights within 2 mm, by reference: " + "; ".join(parts) + "."
+
+
 def _level_confidence_summary(found: list[RealRow]) -> str:
     """Right levels among those stated with confidence (>= CONFIDENT_LEVEL) and among the rest."""
     from vertfrac_core.detect.levels import CONFIDENT_LEVEL
@@ -200,6 +214,7 @@ def write_real_table(rows: list[RealRow], out: Path, note: str) -> Path:
         f"Vertebrae fully in view: {len(truth)}; detected: {len(found)}; with the right level: "
         f"{len(right)}; detections outside every labelled vertebra: {len(fp)}; height agreement with the "
         f"mask within 2 mm (all three heights): {sum(d <= 2.0 for d in diffs)}/{len(diffs)}.", "",
+        _by_source(found), "",
         _level_confidence_summary(found), "",
         *_height_summary(found), "",
         "| case | level (mask) | detected | predicted level | level confidence | ha/hm/hp predicted mm | ha/hm/hp mask mm | max diff mm | grade | published grade |",

@@ -51,6 +51,8 @@ class CentringSettings:
     smooth_mm: float = 4.0
     row_step_mm: float = 2.0  # one section every so many mm of the line
     min_rows: int = 6  # fewer measured sections: the line is left as it is
+    line_smooth_mm: float = 8.0  # the line step 1 hands on is then smoothed along its length
+    # (Gaussian sigma, :func:`~vertfrac_core.localize.codec.smooth_line`), centred or not
 
 
 def _wall(profile: np.ndarray, centre: int, side: int, min_drop: float, reach: int) -> float | None:

@@ -41,6 +41,25 @@ def densify(points_lps: np.ndarray, step_mm: float = 0.5) -> np.ndarray:
     return np.stack([np.interp(t, s, p[:, a]) for a in range(3)], axis=1)
 
 
+def smooth_line(points_lps: np.ndarray, sigma_mm: float) -> np.ndarray:
+    """The line resampled every 1 mm and smoothed along its length (Gaussian, ``sigma_mm``), its
+    ends continued straight so that they are not pulled inwards. A spine's centre line bends
+    over centimetres; what a decoder or a wall search adds at millimetre scale (kinks of a few
+    tenths of a millimetre every few millimetres) tilts the reformation's planes back and forth:
+    20 mm in front of the line, rows then lay 0.7-1.3 mm apart (5th-95th percentile) instead of
+    1 mm, warping the bodies the detector measures and the picture a reader checks."""
+    p = densify(points_lps, 1.0)
+    end = np.asarray(points_lps, dtype=np.float64)[-1]
+    if np.linalg.norm(p[-1] - end) > 1e-6:  # densify stops at the last whole millimetre
+        p = np.concatenate([p, end[None]])
+    if sigma_mm <= 0 or len(p) < 4:
+        return p
+    n = int(np.ceil(4 * sigma_mm)) + 1  # the filter reaches 4 sigma
+    head = p[0] - np.arange(n, 0, -1)[:, None] * (p[1] - p[0])
+    tail = p[-1] + np.arange(1, n + 1)[:, None] * (p[-1] - p[-2])
+    return gaussian_filter1d(np.concatenate([head, p, tail]), sigma_mm, axis=0, mode="nearest")[n:-n]
+
+
 def smooth_centre_line(centres_lps: np.ndarray, step_mm: float = 0.5) -> np.ndarray:
     """A C2 curve through vertebral body centres (cranial first), sampled every ``step_mm``."""
     from scipy.interpolate import CubicSpline

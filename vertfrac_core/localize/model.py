@@ -17,7 +17,7 @@ import numpy as np
 
 from vertfrac_core.errors import ModelError
 from vertfrac_core.localize.centring import CentringSettings, centre_on_bodies
-from vertfrac_core.localize.codec import CodecSettings, decode
+from vertfrac_core.localize.codec import CodecSettings, decode, smooth_line
 from vertfrac_core.localize.grid import FILL_HU, CanonicalGrid, to_canonical
 from vertfrac_core.volume import Volume
 
@@ -100,7 +100,7 @@ class Localizer:
         line = decode(grid, heat, off, self.codec)
         t2 = time.perf_counter()
         if self.centring is not None:
-            line = centre_on_bodies(volume, line, self.centring)
+            line = smooth_line(centre_on_bodies(volume, line, self.centring), self.centring.line_smooth_mm)
         t3 = time.perf_counter()
         return SpineCurve(points_lps=line, timings_s={"network": t1 - t0, "decode": t2 - t1,
                                                       "centring": t3 - t2})
