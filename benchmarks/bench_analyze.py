@@ -46,6 +46,22 @@ def _write_series(tmp: Path, seed: int) -> Path:
     return folder
 
 
+def agreement(a, b) -> str:
+    """How far two results of the same scan (say CUDA and CPU) agree: same vertebrae, levels and
+    grades, and the largest keypoint and height differences (mm)."""
+    va, vb = a.vertebrae, b.vertebrae
+    if a.status != b.status or len(va) != len(vb):
+        return (f"DIFFERENT: {a.status.value} with {len(va)} vertebrae against {b.status.value} "
+                f"with {len(vb)}")
+    same = all(x.level == y.level and x.grade == y.grade for x, y in zip(va, vb, strict=True))
+    kp = max((float(np.abs(np.subtract(x.keypoints_lps, y.keypoints_lps)).max()) for x, y in zip(va, vb, strict=True)),
+             default=0.0)
+    h = max((abs(getattr(x, f) - getattr(y, f)) for x, y in zip(va, vb, strict=True)
+             for f in ("ha_mm", "hm_mm", "hp_mm")), default=0.0)
+    return (f"{len(va)} vertebrae, levels and grades {'identical' if same else 'DIFFERENT'}, largest keypoint "
+            f"difference {kp:.3f} mm, largest height difference {h:.3f} mm")
+
+
 def main(repeats: int = 3, device: str | None = None, table: str = "analyze") -> None:
     import torch
 
@@ -54,6 +70,7 @@ def main(repeats: int = 3, device: str | None = None, table: str = "analyze") ->
     torch.set_num_threads(2)
     models = load_models(device)
     rows, loc_times = [], []
+    first = None
     with tempfile.TemporaryDirectory() as tmp:
         folders = [_write_series(Path(tmp), 300 + r) for r in range(repeats)]
         analyze_path(str(folders[0]), Path(tmp) / "warm", models)  # warm-up (threads, caches)
@@ -69,16 +86,21 @@ def main(repeats: int = 3, device: str | None = None, table: str = "analyze") ->
             rows.append([f"run {r + 1}", res.status.value, len(res.vertebrae), f"{total:.2f}"]
                         + [f"{st.get(k, float('nan')):.2f}" for k in
                            ("load", "localize", "reformat", "detect", "morphometry", "density", "render")])
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dev.startswith("cuda"):
-        dev = f"{dev} ({torch.cuda.get_device_name(dev)}, torch {torch.__version__})"
+            if r == 0:
+                first = res
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        check = ""
+        if dev.startswith("cuda") and first is not None:  # the same scan on the CPU path: do they agree?
+            on_cpu = analyze_path(str(folders[0]), Path(tmp) / "cpu", load_models("cpu"))
+            check = f" Run 1 on CUDA against the CPU path: {agreement(first, on_cpu)}."
+            dev = f"{dev} ({torch.cuda.get_device_name(dev)}, torch {torch.__version__})"
     rows.append(["median", "", "", f"{np.median([float(r[3]) for r in rows]):.2f}"] + [""] * 7)
     write_table(table, ["run", "status", "vertebrae", "total s", "load", "localize", "reformat",
                         "detect", "morphometry", "density", "render"], rows,
                 notes=f"Machine: {machine()}, device {dev}, torch CPU threads 2. One 512x512x400 uncompressed phantom DICOM "
                       f"series per run, `analyze_path` end to end (result.json and PNG written). "
                       f"Localizer alone (network, decoding and centring; loading excluded): median "
-                      f"{np.median(loc_times):.2f} s over {len(loc_times)} scans.")
+                      f"{np.median(loc_times):.2f} s over {len(loc_times)} scans.{check}")
 
 
 if __name__ == "__main__":
