@@ -24,7 +24,9 @@ from reports.population import generator_version
 from reports.privacy import check_text
 from reports.stats import SEX_LABELS
 from vertfrac_core.anatomy import ALL_LEVELS
+from vertfrac_core.detect.levels import CONFIDENT_LEVEL
 from vertfrac_core.errors import InputError
+from vertfrac_core.render import level_label
 
 GRADE_WORDS = {1: "Mild", 2: "Moderate", 3: "Severe"}
 DENSITY_LABELS = {
@@ -33,9 +35,19 @@ DENSITY_LABELS = {
     "unlikely_osteoporosis": "osteoporosis unlikely",
     "unknown": "not measurable",
 }
-VERTEBRA_COLUMNS = ["level", "ha_mm", "hm_mm", "hp_mm", "wedge_ratio", "biconcave_ratio", "crush_ratio",
+VERTEBRA_COLUMNS = ["level", "level_confidence", "ha_mm", "hm_mm", "hp_mm", "wedge_ratio", "biconcave_ratio", "crush_ratio",
                     "height_loss", "grade", "type", "trabecular_hu"]
 DISCLAIMER = "This report supports, and does not replace, a radiologist's reading."
+
+
+UNSURE_NOTE = ("Levels marked ? are uncertain: the two level models disagree on them (typically a short "
+               "field of view with no rib end, sacrum or neck to count from); count them on the images.")
+
+
+def _shown(vertebrae: pd.DataFrame) -> list[str]:
+    """Each row's level as the reports write it: with "?" when its confidence is below
+    ``CONFIDENT_LEVEL`` (:func:`vertfrac_core.render.level_label`)."""
+    return [level_label(r) for _, r in vertebrae.iterrows()]
 
 
 def _join(levels: list[str]) -> str:
@@ -47,32 +59,41 @@ def _rank(level: str) -> int:
 
 
 def fracture_sentences(vertebrae: pd.DataFrame) -> list[str]:
-    """"Moderate wedge fracture of L1 (Genant grade 2)." per grade and type, most severe first."""
+    """"Moderate wedge fracture of L1 (Genant grade 2)." per grade and type, most severe first;
+    uncertain levels carry "?" and a closing sentence says what that means."""
+    def by_rank(g: pd.DataFrame) -> list[str]:
+        return [s for _, s in sorted(zip(map(_rank, g["level"]), _shown(g), strict=True))]
+
     frac = vertebrae[vertebrae["grade"].astype(int) >= 1]
     if frac.empty:
-        levels = sorted(vertebrae["level"], key=_rank)
+        levels = by_rank(vertebrae)
         span = f" ({levels[0]}–{levels[-1]} assessed)" if levels else ""
-        return [f"No vertebral compression fracture detected{span}."]
+        out = [f"No vertebral compression fracture detected{span}."]
+        return out + ([UNSURE_NOTE] if any(s.endswith("?") for s in levels) else [])
     out = []
     groups = frac.groupby([frac["grade"].astype(int), frac["type"]])
     for (grade, kind), g in sorted(groups, key=lambda kv: (-kv[0][0], min(map(_rank, kv[1]["level"])))):
-        levels = sorted(g["level"], key=_rank)
+        levels = by_rank(g)
         noun = "fracture" if len(levels) == 1 else "fractures"
         out.append(f"{GRADE_WORDS.get(grade, f'Grade {grade}')} {kind} {noun} of {_join(levels)} "
                    f"(Genant grade {grade}).")
-    return out
+    return out + ([UNSURE_NOTE] if any(s.endswith("?") for s in _shown(frac)) else [])
 
 
 def density_sentence(l1_hu: float | None, level: str | None, flag: str | None,
-                     contrast: str | None = None) -> str:
-    """"L1 attenuation 92 HU: osteoporosis likely; consider DXA." and its variants."""
+                     contrast: str | None = None, level_confidence: float | None = None) -> str:
+    """"L1 attenuation 92 HU: osteoporosis likely; consider DXA." and its variants; "L1?" with
+    a warning when the body's level is uncertain."""
     if l1_hu is None or pd.isna(l1_hu):
         return "L1 attenuation could not be measured."
-    where = "L1" if level in (None, "L1") else f"{level} (L1 not measurable)"
+    name = level_label({"level": level or "L1", "level_confidence": level_confidence})
+    where = name if level in (None, "L1") else f"{name} (L1 not measurable)"
     advice = {"likely_osteoporosis": "osteoporosis likely; consider DXA.",
               "indeterminate": "indeterminate for osteoporosis; consider DXA if other risk factors are present.",
               "unlikely_osteoporosis": "osteoporosis unlikely."}.get(flag or "", "not classified.")
     text = f"{where} attenuation {float(l1_hu):.0f} HU: {advice}"
+    if name.endswith("?"):
+        text += " The body measured may be another level (its level is uncertain)."
     if contrast:
         text += " Contrast-enhanced scan: attenuation reads higher than without contrast."
     return text
@@ -87,7 +108,10 @@ def summary_sentences(status: str, vertebrae: pd.DataFrame, l1_hu: float | None,
                 f"({error_code or 'no reason recorded'}). The scan needs its usual reading."]
     if status != "ok":
         return [f"Not screened ({error_code or status}). The scan needs its usual reading."]
-    return [*fracture_sentences(vertebrae), density_sentence(l1_hu, l1_level, flag, contrast)]
+    conf = None
+    if l1_level is not None and "level_confidence" in vertebrae and (vertebrae["level"] == l1_level).any():
+        conf = float(vertebrae.loc[vertebrae["level"] == l1_level, "level_confidence"].iloc[0])
+    return [*fracture_sentences(vertebrae), density_sentence(l1_hu, l1_level, flag, contrast, conf)]
 
 
 @dataclass(frozen=True)
@@ -179,7 +203,7 @@ def study_report(tables: Tables, row: pd.Series, *, dest: str | None = None,
 
 def study_html(r: StudyReport, *, generated_at: dt.datetime | None = None) -> str:
     when = (generated_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
-    view = {**r.__dict__, "short_key": r.short_key, "sex_label": r.sex_label,
+    view = {**r.__dict__, "short_key": r.short_key, "sex_label": r.sex_label, "confident_level": CONFIDENT_LEVEL,
             "density_label": r.density_label, "picture_caption": r.picture_caption,
             "vertebrae": r.vertebrae.to_dict("records"),
             "picture_uri": figures.data_uri(r.picture_png) if r.picture_png else ""}
@@ -227,7 +251,7 @@ def study_pdf(r: StudyReport) -> bytes:
             y -= 0.01
             line(f"{r.hu_level or 'L1'} trabecular attenuation {_fmt(r.l1_hu, 0)} HU: {r.density_label} "
                  "(<= 110 HU likely, 110-160 indeterminate, > 160 unlikely; Pickhardt 2013)", 9)
-            rows = [[v["level"], _fmt(v["ha_mm"], 1), _fmt(v["hm_mm"], 1), _fmt(v["hp_mm"], 1),
+            rows = [[level_label(v), _fmt(v["ha_mm"], 1), _fmt(v["hm_mm"], 1), _fmt(v["hp_mm"], 1),
                      _fmt(v["wedge_ratio"], 2), _fmt(v["biconcave_ratio"], 2), _fmt(v["crush_ratio"], 2),
                      f"{100 * float(v['height_loss']):.0f} %", str(int(v["grade"])), v["type"],
                      _fmt(v["trabecular_hu"], 0)] for v in r.vertebrae.to_dict("records")]

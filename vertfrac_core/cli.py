@@ -357,12 +357,16 @@ def analyze(
         typer.echo(f"FAILED at {res.failed_stage.value if res.failed_stage else '?'}: {res.error}", err=True)
         typer.echo(f"result: {out / 'result.json'}")
         raise typer.Exit(code=2)
+    from vertfrac_core.render import level_label
+
     typer.echo(f"{'level':<6}{'conf':>6}{'ha':>7}{'hm':>7}{'hp':>7}{'loss':>7}{'grade':>6}  {'type':<10}{'HU':>7}")
     for v in res.vertebrae:
         hu = "-" if v.trabecular_hu is None else f"{v.trabecular_hu:.0f}"
-        typer.echo(f"{v.level:<6}{v.level_confidence:>6.2f}{v.ha_mm:>7.1f}{v.hm_mm:>7.1f}{v.hp_mm:>7.1f}"
+        typer.echo(f"{level_label(v.__dict__):<6}{v.level_confidence:>6.2f}{v.ha_mm:>7.1f}{v.hm_mm:>7.1f}{v.hp_mm:>7.1f}"
                    f"{v.height_loss:>7.2f}{v.grade:>6}  {v.type:<10}{hu:>7}")
-    l1 = "-" if res.l1_hu is None else f"{res.l1_hu:.0f} HU at {res.l1_hu_level}"
+    at = next((v for v in res.vertebrae if v.level == res.l1_hu_level), None)
+    where = level_label(at.__dict__) if at is not None else res.l1_hu_level
+    l1 = "-" if res.l1_hu is None else f"{res.l1_hu:.0f} HU at {where}"
     typer.echo(f"max grade {res.max_grade}; L1 attenuation {l1} ({res.density_flag.value}); "
                f"timings {res.timings_s}")
     typer.echo(f"result: {out / 'result.json'}  image: {out / 'sagittal.png'}")

@@ -95,3 +95,23 @@ def test_study_keys_resolve_by_unique_prefix(truth_stats) -> None:  # noqa: ANN0
         resolve_study(truth_stats.studies, key[:4])
     with pytest.raises(InputError, match="no screened study"):
         resolve_study(truth_stats.studies, "zzzzzzzzzz")
+
+
+def test_uncertain_levels_are_marked_in_the_summary() -> None:
+    """A level stated with confidence below 0.75 is written with "?", and the reader is told what
+    that means; the density sentence warns that "L1" may be another body."""
+    v = pd.DataFrame([{"level": lv, "level_confidence": c, "grade": g, "type": t}
+                      for lv, c, g, t in (("T12", 0.5, 0, "normal"), ("L1", 0.5, 2, "wedge"),
+                                          ("L2", 0.98, 1, "wedge"))])
+    text = summary_sentences("ok", v, 92.0, "L1", "likely_osteoporosis")
+    assert text[0] == "Moderate wedge fracture of L1? (Genant grade 2)."
+    assert text[1] == "Mild wedge fracture of L2 (Genant grade 1)."
+    assert text[2].startswith("Levels marked ? are uncertain")
+    assert text[3] == ("L1? attenuation 92 HU: osteoporosis likely; consider DXA. "
+                       "The body measured may be another level (its level is uncertain).")
+    sure = v.assign(level_confidence=0.99)
+    assert not any("?" in s for s in summary_sentences("ok", sure, 92.0, "L1", "likely_osteoporosis"))
+    calm = v.assign(grade=0)
+    assert summary_sentences("ok", calm, 180.0, "L1", "unlikely_osteoporosis")[:2] == [
+        "No vertebral compression fracture detected (T12?–L2 assessed).",
+        summary_sentences("ok", v, 0.0, None, None)[2]]
