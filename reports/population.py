@@ -16,6 +16,7 @@ from reports import figures
 from reports.html import render
 from reports.privacy import check_text
 from reports.stats import SEX_LABELS, PopulationStats
+from vertfrac_core.detect.levels import CONFIDENT_LEVEL
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -63,5 +64,6 @@ def population_html(stats: PopulationStats, *, generated_at: dt.datetime | None 
         levels=_records(stats.levels), l1=_records(stats.l1), quality=_records(stats.quality),
         batches=stats.batches, runs=_records(stats.runs.assign(started=stats.runs["started"].astype(str)))
         if len(stats.runs) else [], sex_labels=SEX_LABELS, stats_json=stats.to_dict(),
+        confident_level=CONFIDENT_LEVEL,
     )
     return check_text(html, "the population report")

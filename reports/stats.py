@@ -191,17 +191,25 @@ def prevalence(study_rows: pd.DataFrame, by: Sequence[str] = (), *, min_grade: i
 
 
 def levels_affected(vertebrae: pd.DataFrame) -> pd.DataFrame:
-    """Per level (cranial to caudal): vertebrae seen, fractured (grade >= 1), grade >= 2, and types."""
-    cols = ["level", "seen", "fractured", "moderate_or_severe", "share", "wedge", "biconcave", "crush"]
+    """Per level (cranial to caudal): vertebrae seen, fractured (grade >= 1), grade >= 2, and types;
+    ``uncertain``: how many of those seen carry that level with a confidence below
+    ``CONFIDENT_LEVEL`` (the level models disagree: such a vertebra may belong to another row)."""
+    from vertfrac_core.detect.levels import CONFIDENT_LEVEL
+
+    cols = ["level", "seen", "fractured", "moderate_or_severe", "share", "wedge", "biconcave", "crush",
+            "uncertain"]
     if vertebrae.empty:
         return pd.DataFrame(columns=cols)
-    v = vertebrae.assign(_f=vertebrae["grade"].ge(1), _m=vertebrae["grade"].ge(2))
+    conf = vertebrae["level_confidence"] if "level_confidence" in vertebrae else pd.Series(1.0, vertebrae.index)
+    v = vertebrae.assign(_f=vertebrae["grade"].ge(1), _m=vertebrae["grade"].ge(2),
+                         _u=conf.astype(float).lt(CONFIDENT_LEVEL))
     rows = []
     for level, g in v.groupby("level"):
         f = g[g["_f"]]
         rows.append({"level": level, "seen": len(g), "fractured": int(g["_f"].sum()),
                      "moderate_or_severe": int(g["_m"].sum()), "share": float(g["_f"].mean()),
-                     **{t: int(f["type"].eq(t).sum()) for t in ("wedge", "biconcave", "crush")}})
+                     **{t: int(f["type"].eq(t).sum()) for t in ("wedge", "biconcave", "crush")},
+                     "uncertain": int(g["_u"].sum())})
     out = pd.DataFrame(rows, columns=cols)
     rank = {lv: i for i, lv in enumerate(ALL_LEVELS)}
     return out.sort_values("level", key=lambda s: s.map(lambda x: rank.get(x, 99))).reset_index(drop=True)

@@ -131,3 +131,15 @@ def test_pages_render_when_nothing_was_analysed(truth_tables) -> None:  # noqa: 
     html = population_html(stats)
     assert "No study has been analysed yet" in html and "analyzer_unavailable" in html
     assert "analyzer_unavailable" in dashboard_html(stats, t.vertebrae)
+
+
+def test_levels_count_uncertain_vertebrae_apart() -> None:
+    from reports.stats import levels_affected
+
+    v = pd.DataFrame({"level": ["L1", "L1", "L2", "L3"], "grade": [0, 2, 0, 1],
+                      "type": ["normal", "wedge", "normal", "biconcave"],
+                      "level_confidence": [0.99, 0.5, 0.74, 0.75]})
+    t = levels_affected(v).set_index("level")
+    assert list(t["uncertain"]) == [1, 1, 0]  # below 0.75 is uncertain
+    assert list(t["seen"]) == [2, 1, 1] and t.loc["L1", "moderate_or_severe"] == 1
+    assert list(levels_affected(v.drop(columns="level_confidence"))["uncertain"]) == [0, 0, 0]
