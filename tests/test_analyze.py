@@ -128,3 +128,17 @@ def test_the_reported_line_runs_through_the_body_centres(phantom_series) -> None
         errs[second] = distance_to_line(truth, np.array(res.spine_curve_lps))
         assert errs[second].mean() < 1.0 and errs[second].max() < 2.5, errs[second].round(2)
     assert errs[False].mean() < network.mean(), (errs[False].mean(), network.mean())
+
+
+def test_a_field_of_view_too_short_for_a_whole_body_says_so(tmp_path) -> None:
+    """TotalSegmentator's real 20-slice DICOM series (38 mm around T11/T12; by its labels both
+    vertebrae are cut by the field of view): no body is graded, and the reason names the
+    length of column in view."""
+    series = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "totalseg"
+              / "example_ct_dicom").resolve()
+    if not series.exists():
+        pytest.skip(f"shared test data missing: {series}")
+    res = analyze_path(str(series), tmp_path)
+    assert res.status.value == "failed" and res.failed_stage.value == "detect" and not res.vertebrae
+    assert "fully in view" in res.error and "mm of the column" in res.error, res.error
+    assert json.loads((tmp_path / "result.json").read_text())["failed_stage"] == "detect"

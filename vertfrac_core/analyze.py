@@ -87,7 +87,8 @@ def analyze_volume(volume: Volume, *, source: str, models: Models, out_dir: Path
         dets = models.detector(image, ref)  # type: ignore[operator]
         timings["detect"] = time.perf_counter() - t
         if not dets:
-            raise NoSpineError("no vertebra detected on the straightened image")
+            raise NoSpineError(f"no vertebral body detected fully in view on the straightened image "
+                               f"(the centre line covers {curve.length_mm:.0f} mm of the column)")
         line_lps = None
         if second_look:
             t = time.perf_counter()
