@@ -20,6 +20,7 @@ from reports.html import render
 from reports.population import _first, generator_version
 from reports.privacy import check_text
 from reports.stats import BAND_ORDER, PopulationStats
+from vertfrac_core.render import level_label
 
 
 def study_records(stats: PopulationStats, vertebrae: pd.DataFrame, reports: dict[str, str]) -> list[dict[str, Any]]:
@@ -28,7 +29,7 @@ def study_records(stats: PopulationStats, vertebrae: pd.DataFrame, reports: dict
     if not vertebrae.empty:
         f = vertebrae[vertebrae["grade"] >= 1]
         for key, g in f.groupby(["series_key", "content_hash", "model_version"]):
-            fractured[key] = [f"{lv} G{gr}" for lv, gr in zip(g["level"], g["grade"], strict=True)]
+            fractured[key] = [f"{level_label(v)} G{int(v['grade'])}" for _, v in g.iterrows()]
     out = []
     for r in stats.studies.to_dict("records"):
         key = (r["series_key"], r["content_hash"], r["model_version"])

@@ -143,3 +143,19 @@ def test_levels_count_uncertain_vertebrae_apart() -> None:
     assert list(t["uncertain"]) == [1, 1, 0]  # below 0.75 is uncertain
     assert list(t["seen"]) == [2, 1, 1] and t.loc["L1", "moderate_or_severe"] == 1
     assert list(levels_affected(v.drop(columns="level_confidence"))["uncertain"]) == [0, 0, 0]
+
+
+def test_dashboard_marks_uncertain_fractured_levels(truth_tables, truth_stats) -> None:  # noqa: ANN001
+    from reports.dashboard import study_records
+
+    v = truth_tables.vertebrae
+    frac = v[v["grade"] >= 1]
+    assert len(frac)
+    one = frac.index[0]
+    unsure = v.assign(level_confidence=v["level_confidence"].where(v.index != one, 0.4))
+    recs = {r["key"]: r["levels_fractured"] for r in study_records(truth_stats, unsure, {})}
+    sure = {r["key"]: r["levels_fractured"] for r in study_records(truth_stats, v, {})}
+    changed = [k for k in recs if recs[k] != sure[k]]
+    assert len(changed) == 1
+    level = str(v.loc[one, "level"])
+    assert f"{level}? G" in recs[changed[0]] and f"{level} G" in sure[changed[0]]
