@@ -108,10 +108,15 @@ def summary_sentences(status: str, vertebrae: pd.DataFrame, l1_hu: float | None,
                 f"({error_code or 'no reason recorded'}). The scan needs its usual reading."]
     if status != "ok":
         return [f"Not screened ({error_code or status}). The scan needs its usual reading."]
-    conf = None
-    if l1_level is not None and "level_confidence" in vertebrae and (vertebrae["level"] == l1_level).any():
-        conf = float(vertebrae.loc[vertebrae["level"] == l1_level, "level_confidence"].iloc[0])
+    conf = _confidence_of(vertebrae, l1_level)
     return [*fracture_sentences(vertebrae), density_sentence(l1_hu, l1_level, flag, contrast, conf)]
+
+
+def _confidence_of(vertebrae: pd.DataFrame, level: str | None) -> float | None:
+    """The level confidence of the study's body named ``level`` (None if unknown)."""
+    if level is None or "level_confidence" not in vertebrae or not (vertebrae["level"] == level).any():
+        return None
+    return float(vertebrae.loc[vertebrae["level"] == level, "level_confidence"].iloc[0])
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class StudyReport:
     processed_on: str
     vertebrae: pd.DataFrame
     l1_hu: float | None
-    hu_level: str | None
+    hu_level: str | None  # as shown: with "?" when the body's level is uncertain
     density_flag: str
     contrast: str | None
     summary: list[str]
@@ -193,7 +198,9 @@ def study_report(tables: Tables, row: pd.Series, *, dest: str | None = None,
         model_version=str(row["model_version"]),
         processed_on=processed.strftime("%Y-%m-%d") if not pd.isna(processed) else "unknown",
         vertebrae=v[VERTEBRA_COLUMNS] if len(v) else pd.DataFrame(columns=VERTEBRA_COLUMNS),
-        l1_hu=l1, hu_level=row["l1_hu_level"] if isinstance(row["l1_hu_level"], str) else None,
+        l1_hu=l1, hu_level=level_label({"level": row["l1_hu_level"],
+                                        "level_confidence": _confidence_of(v, row["l1_hu_level"])})
+        if isinstance(row["l1_hu_level"], str) else None,
         density_flag=str(row["density_flag"] or "unknown") if ok else "unknown", contrast=contrast,
         summary=summary_sentences(str(row["status"]), v, l1, row["l1_hu_level"], row["density_flag"],
                                   contrast=contrast, failed_stage=row["failed_stage"],

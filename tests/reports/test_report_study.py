@@ -115,3 +115,22 @@ def test_uncertain_levels_are_marked_in_the_summary() -> None:
     assert summary_sentences("ok", calm, 180.0, "L1", "unlikely_osteoporosis")[:2] == [
         "No vertebral compression fracture detected (T12?–L2 assessed).",
         summary_sentences("ok", v, 0.0, None, None)[2]]
+
+
+def test_study_page_marks_an_uncertain_l1(truth_tables, truth_stats, truth_dest) -> None:  # noqa: ANN001
+    """Where every level of a study is uncertain, its page says "L1?" in the density heading,
+    the vertebra table and the summary."""
+    from reports.load import Tables
+
+    row = truth_stats.studies[truth_stats.studies["status"].eq("ok")].iloc[0]
+    v = truth_tables.vertebrae
+    mine = (v["series_key"] == row["series_key"]) & (v["content_hash"] == row["content_hash"])
+    tables = Tables(**{**truth_tables.__dict__, "vertebrae": v.assign(
+        level_confidence=v["level_confidence"].where(~mine, 0.4))})
+    rep = study_report(tables, row, dest=str(truth_dest[0]))
+    html = study_html(rep)
+    assert rep.hu_level == "L1?" and "<p>L1? trabecular attenuation" in html
+    assert '<td class="l">L1?</td>' in html
+    assert any("may be another level" in s for s in rep.summary)
+    sure = study_report(truth_tables, row, dest=str(truth_dest[0]))
+    assert sure.hu_level == "L1" and "L1?" not in study_html(sure)
