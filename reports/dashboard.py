@@ -20,7 +20,7 @@ from reports.html import render
 from reports.population import _first, generator_version
 from reports.privacy import check_text
 from reports.stats import BAND_ORDER, PopulationStats
-from vertfrac_core.render import level_label
+from vertfrac_core.detect.levels import level_label
 
 
 def study_records(stats: PopulationStats, vertebrae: pd.DataFrame, reports: dict[str, str]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from reports.stats import BAND_ORDER, HU_LIKELY, HU_UNLIKELY, SEX_LABELS, Funnel
-from vertfrac_core.render import level_label
+from vertfrac_core.detect.levels import level_label
 
 COLOURS = {"F": "#c0392b", "M": "#2471a3", "all": "#333333"}
 GRADE_COLOURS = {0: "#2ecc71", 1: "#f1c40f", 2: "#e67e22", 3: "#e74c3c"}

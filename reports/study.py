@@ -24,9 +24,8 @@ from reports.population import generator_version
 from reports.privacy import check_text
 from reports.stats import SEX_LABELS
 from vertfrac_core.anatomy import ALL_LEVELS
-from vertfrac_core.detect.levels import CONFIDENT_LEVEL
+from vertfrac_core.detect.levels import level_label
 from vertfrac_core.errors import InputError
-from vertfrac_core.render import level_label
 
 GRADE_WORDS = {1: "Mild", 2: "Moderate", 3: "Severe"}
 DENSITY_LABELS = {
@@ -46,8 +45,13 @@ UNSURE_NOTE = ("Levels marked ? are uncertain: the two level models disagree on 
 
 def _shown(vertebrae: pd.DataFrame) -> list[str]:
     """Each row's level as the reports write it: with "?" when its confidence is below
-    ``CONFIDENT_LEVEL`` (:func:`vertfrac_core.render.level_label`)."""
+    ``CONFIDENT_LEVEL`` (:func:`vertfrac_core.detect.levels.level_label`)."""
     return [level_label(r) for _, r in vertebrae.iterrows()]
+
+
+def _table_records(vertebrae: pd.DataFrame) -> list[dict[str, Any]]:
+    """The vertebra table's rows as the page and the PDF show them (levels via :func:`_shown`)."""
+    return [{**v, "level": s} for v, s in zip(vertebrae.to_dict("records"), _shown(vertebrae), strict=True)]
 
 
 def _join(levels: list[str]) -> str:
@@ -210,9 +214,9 @@ def study_report(tables: Tables, row: pd.Series, *, dest: str | None = None,
 
 def study_html(r: StudyReport, *, generated_at: dt.datetime | None = None) -> str:
     when = (generated_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
-    view = {**r.__dict__, "short_key": r.short_key, "sex_label": r.sex_label, "confident_level": CONFIDENT_LEVEL,
+    view = {**r.__dict__, "short_key": r.short_key, "sex_label": r.sex_label,
             "density_label": r.density_label, "picture_caption": r.picture_caption,
-            "vertebrae": r.vertebrae.to_dict("records"),
+            "vertebrae": _table_records(r.vertebrae),
             "picture_uri": figures.data_uri(r.picture_png) if r.picture_png else ""}
     html = render("study.html.j2", r=view, generated_at=when, generator_version=generator_version(),
                   sex_labels=SEX_LABELS)
@@ -258,10 +262,10 @@ def study_pdf(r: StudyReport) -> bytes:
             y -= 0.01
             line(f"{r.hu_level or 'L1'} trabecular attenuation {_fmt(r.l1_hu, 0)} HU: {r.density_label} "
                  "(<= 110 HU likely, 110-160 indeterminate, > 160 unlikely; Pickhardt 2013)", 9)
-            rows = [[level_label(v), _fmt(v["ha_mm"], 1), _fmt(v["hm_mm"], 1), _fmt(v["hp_mm"], 1),
+            rows = [[v["level"], _fmt(v["ha_mm"], 1), _fmt(v["hm_mm"], 1), _fmt(v["hp_mm"], 1),
                      _fmt(v["wedge_ratio"], 2), _fmt(v["biconcave_ratio"], 2), _fmt(v["crush_ratio"], 2),
                      f"{100 * float(v['height_loss']):.0f} %", str(int(v["grade"])), v["type"],
-                     _fmt(v["trabecular_hu"], 0)] for v in r.vertebrae.to_dict("records")]
+                     _fmt(v["trabecular_hu"], 0)] for v in _table_records(r.vertebrae)]
             height = min(y - 0.12, 0.021 * (len(rows) + 1))
             ax = fig.add_axes((0.07, y - 0.01 - height, 0.86, height))
             ax.axis("off")

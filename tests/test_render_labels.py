@@ -1,10 +1,10 @@
-"""Level labels in the pictures: a level stated without confidence carries a question mark."""
+"""Level labels as readers see them (`detect.levels.level_label`): an uncertain level carries a question mark."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from vertfrac_core.render import level_label
+from vertfrac_core.detect.levels import level_label
 
 
 def test_an_unsure_level_is_marked_with_a_question_mark() -> None:

@@ -357,7 +357,7 @@ def analyze(
         typer.echo(f"FAILED at {res.failed_stage.value if res.failed_stage else '?'}: {res.error}", err=True)
         typer.echo(f"result: {out / 'result.json'}")
         raise typer.Exit(code=2)
-    from vertfrac_core.render import level_label
+    from vertfrac_core.detect.levels import level_label
 
     typer.echo(f"{'level':<6}{'conf':>6}{'ha':>7}{'hm':>7}{'hp':>7}{'loss':>7}{'grade':>6}  {'type':<10}{'HU':>7}")
     for v in res.vertebrae:

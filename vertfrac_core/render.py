@@ -10,22 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vertfrac_core.detect.levels import level_label
 from vertfrac_core.reformat import Reformation
 from vertfrac_core.resample import sagittal_slice
 from vertfrac_core.volume import Volume
 
 GRADE_COLOURS = {0: "#2ecc71", 1: "#f1c40f", 2: "#e67e22", 3: "#e74c3c"}
 WINDOW = (-250.0, 1250.0)
-
-
-def level_label(row: dict) -> str:
-    """The level as drawn: with "?" when its confidence is below ``CONFIDENT_LEVEL`` (the two level
-    models disagree: typically a short field of view with no rib end, sacrum or neck to count
-    from), so that nobody reads a guessed level as a counted one."""
-    from vertfrac_core.detect.levels import CONFIDENT_LEVEL
-
-    conf = row.get("level_confidence")
-    return f"{row['level']}?" if conf is not None and conf < CONFIDENT_LEVEL else str(row["level"])
 
 
 def render_png(path: Path, volume: Volume, ref: Reformation, image: np.ndarray,

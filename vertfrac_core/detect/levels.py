@@ -21,6 +21,15 @@ EXTRA_EMISSION = np.log(0.02)
 CONFIDENT_LEVEL = 0.75
 
 
+def level_label(row) -> str:  # noqa: ANN001 - a dict, a pandas row, anything with .get and []
+    """The level as written for a reader: with "?" when its ``level_confidence`` is below
+    ``CONFIDENT_LEVEL`` (the two level models disagree: typically a short field of view with no
+    rib end, sacrum or neck to count from), so that nobody reads a guessed level as a counted
+    one. A missing or NaN confidence leaves the level as it is."""
+    conf = row.get("level_confidence")
+    return f"{row['level']}?" if conf is not None and conf < CONFIDENT_LEVEL else str(row["level"])
+
+
 def _transition_logp(skip_penalty: float = 4.0) -> np.ndarray:
     """log-probabilities of going from state a (row) to state b (column) one detection down."""
     n = len(GRADED_LEVELS)
