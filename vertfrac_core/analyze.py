@@ -84,7 +84,7 @@ def analyze_volume(volume: Volume, *, source: str, models: Models, out_dir: Path
         image = straightened_image(volume, ref)
         timings["reformat"] = time.perf_counter() - t
         stage, t = Stage.DETECT, time.perf_counter()
-        dets = models.detector(image, ref)  # type: ignore[operator]
+        dets = models.detector(image, ref, volume)  # type: ignore[operator]
         timings["detect"] = time.perf_counter() - t
         if not dets:
             raise NoSpineError(f"no vertebral body detected fully in view on the straightened image "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,9 +10,11 @@ import numpy as np
 
 from vertfrac_core.anatomy import GRADED_LEVELS
 from vertfrac_core.detect.codec import Detection, decode
+from vertfrac_core.detect.context import air_profile, floored, level_context
 from vertfrac_core.detect.levels import agreed_confidence, assign_levels
 from vertfrac_core.errors import ModelError
 from vertfrac_core.reformat import Reformation
+from vertfrac_core.volume import Volume
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "detector.pt"
 
@@ -103,8 +106,13 @@ class Detector:
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
-    def detect_2d(self, image: np.ndarray) -> list[tuple[Detection, str, float]]:
-        """Detections on the straightened image with consistent levels (top to bottom)."""
+    def detect_2d(self, image: np.ndarray, context: Callable[[list[np.ndarray]], np.ndarray] | None = None,
+                  ) -> list[tuple[Detection, str, float]]:
+        """Detections on the straightened image with consistent levels (top to bottom).
+        ``context`` maps the bodies' keypoints to per-level likelihood factors measured in the
+        scan (:func:`vertfrac_core.detect.context.level_context`); the learned models'
+        probabilities are floored (:func:`~vertfrac_core.detect.context.floored`) and weighed by
+        them before decoding."""
         from vertfrac_core.detect.levelnet import level_probs_at
 
         raw = self.raw(image)
@@ -121,14 +129,22 @@ class Detector:
             kps = refine_keypoints(image[1], [d.keypoints_rc for d in dets])
             dets = [replace(d, keypoints_rc=k.astype(np.float32), centre_rc=k.mean(axis=0).astype(np.float32))
                     for d, k in zip(dets, kps, strict=True)]
-        head = np.stack([d.level_probs for d in dets])
+        ctx = np.ones((len(dets), len(GRADED_LEVELS))) if context is None else context(
+            [d.keypoints_rc for d in dets])
+
+        def weighed(p: np.ndarray) -> np.ndarray:
+            q = floored(p) * ctx
+            return q / q.sum(axis=1, keepdims=True)
+
+        head = weighed(np.stack([d.level_probs for d in dets]))
         rows = self.row_level_probs(image)
         if rows is None:
             levels, conf = assign_levels(head)
         else:
             # the level is chosen on both models' evidence; its confidence is how far the two
-            # models, each decoded on its own, agree with it (:func:`agreed_confidence`)
-            seq = np.stack([level_probs_at(rows, d.keypoints_rc) for d in dets])
+            # models, each decoded on its own (with the context), agree with it
+            # (:func:`agreed_confidence`)
+            seq = weighed(np.stack([level_probs_at(rows, d.keypoints_rc) for d in dets]))
             probs = seq**0.85 * head**0.15
             levels, _ = assign_levels(probs / probs.sum(axis=1, keepdims=True))
             conf = agreed_confidence(levels, head, seq)
@@ -136,9 +152,13 @@ class Detector:
         return [(d, lv, float(c)) for d, lv, c in zip(dets, levels, conf, strict=True)
                 if lv in GRADED_LEVELS]
 
-    def __call__(self, image: np.ndarray, ref: Reformation) -> list[DetectedVertebra]:
+    def __call__(self, image: np.ndarray, ref: Reformation, volume: Volume | None = None) -> list[DetectedVertebra]:
+        """Vertebrae in 3D. The bodies' heights (and, given the ``volume``, the air beside
+        them) weigh their levels (:mod:`vertfrac_core.detect.context`)."""
+        profile = None if volume is None else air_profile(volume, ref)
+        found = self.detect_2d(image, lambda kps: level_context(ref, kps, profile))
         return [DetectedVertebra.on_plane(ref, d.keypoints_rc, level=lv, level_confidence=c, score=d.score)
-                for d, lv, c in self.detect_2d(image)]
+                for d, lv, c in found]
 
 
 def fully_in_view(mid_slab: np.ndarray, keypoints_rc: np.ndarray, margin_px: float = 1.0) -> bool:

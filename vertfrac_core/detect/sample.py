@@ -30,6 +30,9 @@ class DetectorSample:
     grades: np.ndarray  # (N,) truth Genant grade
     seed: int
     line_lps: np.ndarray  # (M, 3) the centre line the image was straightened along (for 3D)
+    #: (2, H) air beside the column per row and its in-scan share (:func:`context.air_profile`);
+    #: None in samples written before it existed
+    air: np.ndarray | None = None
 
     def save(self, path) -> None:
         """Write to ``path`` (.npz; the image as float16) under a temporary name, then rename."""
@@ -39,7 +42,7 @@ class DetectorSample:
         tmp = path.with_name(f".tmp_{path.name}")
         np.savez_compressed(tmp, image=self.image.astype(np.float16), keypoints=self.keypoints_rc,
                             centres=self.centres_rc, levels=np.array(self.levels), grades=self.grades,
-                            line=self.line_lps)
+                            line=self.line_lps, **({} if self.air is None else {"air": self.air}))
         tmp.rename(path)
 
     @staticmethod
@@ -47,7 +50,8 @@ class DetectorSample:
         z = np.load(path)
         return DetectorSample(image=z["image"].astype(np.float32), keypoints_rc=z["keypoints"],
                               centres_rc=z["centres"], levels=[str(x) for x in z["levels"]],
-                              grades=z["grades"], seed=seed, line_lps=z["line"])
+                              grades=z["grades"], seed=seed, line_lps=z["line"],
+                              air=z["air"] if "air" in z.files else None)
 
 
 def straightened_image(volume: Volume, ref: Reformation) -> np.ndarray:
@@ -92,6 +96,7 @@ def render_detector_sample(seed: int, enrich: bool = False, voxel_mm: float | No
     with ``enrich``, the phantom carries several fractures (:func:`enrich_fractures`); with
     ``voxel_mm``, the volume is an isotropic ``voxel_mm`` grid (a resampled research volume, as
     NIfTI exports at 1.5-3 mm are) instead of the scanner's own grid."""
+    from vertfrac_core.detect.context import air_profile
     from vertfrac_core.localize.codec import smooth_centre_line
     from vertfrac_core.phantom.acquisition import sample_acquisition
     from vertfrac_core.phantom.population import sample_patient
@@ -129,6 +134,7 @@ def render_detector_sample(seed: int, enrich: bool = False, voxel_mm: float | No
     seg = seg + np.concatenate([err, np.zeros((len(seg), 1))], axis=1)
     ref = Reformation(seg)
     image = straightened_image(vol, ref)
+    air = air_profile(vol, ref)
     kps, cents, levels, grades = [], [], [], []
     for t in ph.truth:
         if not (z_lo + 3 < t.center_lps[2] < z_hi - 3):
@@ -143,4 +149,4 @@ def render_detector_sample(seed: int, enrich: bool = False, voxel_mm: float | No
         grades.append(int(t.grading.grade))
     return DetectorSample(image=image, keypoints_rc=np.array(kps).reshape(-1, 6, 2),
                           centres_rc=np.array(cents).reshape(-1, 2), levels=levels,
-                          grades=np.array(grades, dtype=int), seed=seed, line_lps=seg)
+                          grades=np.array(grades, dtype=int), seed=seed, line_lps=seg, air=air)
