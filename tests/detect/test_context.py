@@ -65,7 +65,7 @@ def test_air_profile_measures_lung_beside_the_line_and_what_is_outside_the_scan(
     ref = Reformation(line)
     prof = air_profile(vol, ref)
     assert prof.shape == (2, ref.shape[1])
-    row_of = lambda z: int(round((190.0 - z - ref.s_values[0])))  # noqa: E731
+    row_of = lambda z: int(round(190.0 - z - ref.s_values[0]))  # noqa: E731
     assert prof[0, row_of(150)] > 0.9 and prof[1, row_of(150)] == pytest.approx(1.0)
     assert prof[0, row_of(50)] == 0.0 and prof[1, row_of(50)] == pytest.approx(1.0)
     # rows beyond the volume's top: outside the scan, not air

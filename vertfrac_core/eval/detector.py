@@ -131,6 +131,8 @@ def evaluate_detector(n: int, seed: int, detector, samples_dir: str | None = Non
     (predicted centre inside the true body's sagittal outline); keypoint errors, centre errors and
     grades are measured in 3D (the straightened image bends lengths away from the centre line,
     by 10 % and more at the walls of a lordotic lumbar spine, so 2D heights cannot be graded)."""
+    from functools import partial
+
     from vertfrac_core.detect.context import level_context
     from vertfrac_core.detect.model import fully_in_view
     from vertfrac_core.morphometry import grade_spine
@@ -140,7 +142,7 @@ def evaluate_detector(n: int, seed: int, detector, samples_dir: str | None = Non
     for s in range(seed, seed + n):
         smp = _cached_or_rendered(s, samples_dir)
         ref = Reformation(smp.line_lps)
-        found = detector.detect_2d(smp.image, lambda kps: level_context(ref, kps, smp.air))
+        found = detector.detect_2d(smp.image, partial(level_context, ref, profile=smp.air))
         pred = []
         if found:
             levels = [lv for _, lv, _ in found]
