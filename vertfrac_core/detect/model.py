@@ -132,22 +132,25 @@ class Detector:
         ctx = np.ones((len(dets), len(GRADED_LEVELS))) if context is None else context(
             [d.keypoints_rc for d in dets])
 
-        def weighed(p: np.ndarray) -> np.ndarray:
-            q = floored(p) * ctx
+        def weighed(p: np.ndarray, floor: bool = True) -> np.ndarray:
+            q = (floored(p) if floor else p) * ctx
             return q / q.sum(axis=1, keepdims=True)
 
-        head = weighed(np.stack([d.level_probs for d in dets]))
+        head = np.stack([d.level_probs for d in dets])
         rows = self.row_level_probs(image)
+        # the level is chosen on the floored models' evidence and the context; its confidence is
+        # how far the models, each decoded on its own with the context but unfloored, agree with
+        # it (:func:`agreed_confidence`): a level the context chose against both models is
+        # stated as a guess, and the floor, which blurs a model's ranking of the levels it
+        # thinks unlikely (T13 against L1), cannot make a guess look sure
         if rows is None:
-            levels, conf = assign_levels(head)
+            levels, _ = assign_levels(weighed(head))
+            conf = agreed_confidence(levels, weighed(head, floor=False))
         else:
-            # the level is chosen on both models' evidence; its confidence is how far the two
-            # models, each decoded on its own (with the context), agree with it
-            # (:func:`agreed_confidence`)
-            seq = weighed(np.stack([level_probs_at(rows, d.keypoints_rc) for d in dets]))
-            probs = seq**0.85 * head**0.15
+            seq = np.stack([level_probs_at(rows, d.keypoints_rc) for d in dets])
+            probs = weighed(seq)**0.85 * weighed(head)**0.15
             levels, _ = assign_levels(probs / probs.sum(axis=1, keepdims=True))
-            conf = agreed_confidence(levels, head, seq)
+            conf = agreed_confidence(levels, weighed(head, floor=False), weighed(seq, floor=False))
         # bodies outside the graded range (C3-C6, the sacrum) are not reported
         return [(d, lv, float(c)) for d, lv, c in zip(dets, levels, conf, strict=True)
                 if lv in GRADED_LEVELS]
