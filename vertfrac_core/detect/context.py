@@ -66,10 +66,10 @@ def air_profile(volume: Volume, ref: Reformation,
     and the share of that region inside the scan."""
     lo, hi = settings.lateral_mm
     side = np.arange(lo, hi + 1e-9, 4.0)
-    planes = ref.with_slab_offsets(tuple(np.concatenate([-side[::-1], side])))
+    planes = ref.with_slab_offsets(tuple(np.concatenate([-side[::-1], side])))  # a copy
     v = ref.v_values
-    cols = (v >= settings.columns_mm[0]) & (v <= settings.columns_mm[1])
-    img = planes.image(volume)[:, :, cols]  # (planes, rows, cols)
+    planes.v_values = v[(v >= settings.columns_mm[0]) & (v <= settings.columns_mm[1])]  # only these columns
+    img = planes.image(volume)  # (planes, rows, cols)
     inside = img > OUTSIDE_HU
     air = inside & (img >= AIR_HU[0]) & (img <= AIR_HU[1])
     n_in = inside.sum(axis=(0, 2)).astype(float)
