@@ -30,9 +30,18 @@ class Models:
     version: str
 
 
+#: bumped whenever the code that turns the networks' outputs into results changes what it
+#: reports (so that rows of the former code are reprocessed like those of former weights)
+#: 2: levels weighed by the anatomical context (``detect/context.py``)
+RESULT_REVISION = 2
+
+
 def model_version(*paths: Path) -> str:
-    """A short content hash of the weights files: rows carry it, a new model reprocesses all."""
+    """A short content hash of the weights files and :data:`RESULT_REVISION`: rows carry it, a
+    new model (or a revision of what the code reports) reprocesses all."""
     h = hashlib.sha256()
+    if RESULT_REVISION > 1:  # revision 1's versions were the weights' hash alone
+        h.update(f"result-revision {RESULT_REVISION}".encode())
     for p in paths:
         h.update(Path(p).read_bytes())
     return "vf-" + h.hexdigest()[:10]
