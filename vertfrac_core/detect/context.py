@@ -28,7 +28,7 @@ Both enter the level decoder as a factor per body and level (:func:`context_fact
 learned models' probabilities are first mixed with ``model_floor`` of a uniform distribution
 (:func:`floored`), so that a model that has never seen such a scan can lower a level by at most
 a factor of about 200, not exclude it; with the column's anchors in view the models' evidence
-still decides (the phantom evaluations were unchanged, ``weights/detector.md``).
+still decides (the phantom evaluations' level accuracy was unchanged, ``weights/detector.md``).
 """
 
 from __future__ import annotations
