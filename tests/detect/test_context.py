@@ -119,3 +119,18 @@ def test_real_lumbar_crops_are_not_called_thoracic() -> None:
     assert all(str(r.predicted_level).startswith("L") for r in crops), crops
     assert [r.predicted_level for r in crops if "verse005" in r.case] == [r.level for r in crops
                                                                          if "verse005" in r.case]
+
+
+def test_detector_samples_carry_the_air_profile(tmp_path) -> None:
+    """A rendered training/evaluation sample carries the air beside the column, saved and loaded
+    with it: lung beside the bodies of T3-T10, none beside L2-L5 (phantom seed 1003: C7-L5)."""
+    from vertfrac_core.detect.sample import DetectorSample, render_detector_sample
+
+    smp = render_detector_sample(1003)
+    assert smp.air is not None and smp.air.shape == (2, smp.image.shape[1])
+    share = {lv: body_air(smp.air, k)[0] for lv, k in zip(smp.levels, smp.keypoints_rc, strict=True)}
+    assert min(share[f"T{i}"] for i in range(3, 11)) > 0.15, share
+    assert max(share[f"L{i}"] for i in range(2, 6)) < 0.05, share
+    smp.save(tmp_path / "s.npz")
+    back = DetectorSample.load(tmp_path / "s.npz", 1003)
+    assert back.air is not None and np.allclose(back.air, smp.air)

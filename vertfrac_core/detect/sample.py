@@ -10,6 +10,7 @@ to a random field of view.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +41,13 @@ class DetectorSample:
 
         path = Path(path)
         tmp = path.with_name(f".tmp_{path.name}")
-        np.savez_compressed(tmp, image=self.image.astype(np.float16), keypoints=self.keypoints_rc,
-                            centres=self.centres_rc, levels=np.array(self.levels), grades=self.grades,
-                            line=self.line_lps, **({} if self.air is None else {"air": self.air}))
+        arrays: dict[str, Any] = {
+            "image": self.image.astype(np.float16), "keypoints": self.keypoints_rc,
+            "centres": self.centres_rc, "levels": np.array(self.levels), "grades": self.grades,
+            "line": self.line_lps}
+        if self.air is not None:
+            arrays["air"] = self.air
+        np.savez_compressed(tmp, **arrays)
         tmp.rename(path)
 
     @staticmethod
