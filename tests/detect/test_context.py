@@ -134,3 +134,35 @@ def test_detector_samples_carry_the_air_profile(tmp_path) -> None:
     smp.save(tmp_path / "s.npz")
     back = DetectorSample.load(tmp_path / "s.npz", 1003)
     assert back.air is not None and np.allclose(back.air, smp.air)
+
+
+@pytest.mark.slow
+def test_levels_survive_pleural_effusions() -> None:
+    """Whole-chest phantom (seed 3, C7-T12 in view) with every lung voxel below T6's centre
+    turned into fluid (15 HU), as bilateral effusions do: "no lung" beside T7-T10 must not move
+    any level (the models, with the neck in view, outweigh the air cue's factor of about 8)."""
+    from vertfrac_core.analyze import analyze_volume, load_models
+    from vertfrac_core.phantom.acquisition import sample_acquisition
+    from vertfrac_core.phantom.population import sample_patient
+    from vertfrac_core.phantom.render import render_ct
+    from vertfrac_core.phantom.spine import build_phantom
+
+    ph = build_phantom(sample_patient(3))
+    vol = render_ct(ph, sample_acquisition(ph, np.random.default_rng([3, 17]), "full"), seed=3)
+    z6 = next(t.center_lps[2] for t in ph.truth if t.level == "T6")
+    k = np.arange(vol.shape[0])
+    z = vol.voxel_to_lps(np.stack([np.zeros_like(k), np.zeros_like(k), k], 1).astype(float))[:, 2]
+    hu = vol.hu.copy()
+    low = hu[z < z6]
+    low[(low < -500) & (low > -990)] = 15
+    hu[z < z6] = low
+    effusion = Volume(hu=hu, affine_lps=vol.affine_lps, meta=vol.meta)
+    centres = np.array([t.center_lps for t in ph.truth])
+    models = load_models("cpu")
+    for v in (vol, effusion):
+        res = analyze_volume(v, source="phantom 3", models=models)
+        assert len(res.vertebrae) >= 12
+        for b in res.vertebrae:
+            truth = ph.truth[int(np.argmin(np.linalg.norm(centres - np.array(b.center_lps), axis=1)))]
+            assert b.level == truth.level and b.level_confidence >= 0.75, (b.level, truth.level)
+    assert (effusion.hu < -500).sum() < (vol.hu < -500).sum()  # the effusion did remove lung
