@@ -39,8 +39,9 @@ VERTEBRA_COLUMNS = ["level", "level_confidence", "ha_mm", "hm_mm", "hp_mm", "wed
 DISCLAIMER = "This report supports, and does not replace, a radiologist's reading."
 
 
-UNSURE_NOTE = ("Levels marked ? are uncertain: the two level models disagree on them (typically a short "
-               "field of view with no rib end, sacrum or neck to count from); count them on the images.")
+UNSURE_NOTE = ("Levels marked ? are uncertain: the two level models disagree on them, or the anatomy "
+               "(air beside the body, body size) overruled both (typically a short field of view with no "
+               "rib end, sacrum or neck to count from); count them on the images.")
 
 
 def _shown(vertebrae: pd.DataFrame) -> list[str]:

@@ -23,9 +23,9 @@ CONFIDENT_LEVEL = 0.75
 
 def level_label(row) -> str:  # noqa: ANN001 - a dict, a pandas row, anything with .get and []
     """The level as written for a reader: with "?" when its ``level_confidence`` is below
-    ``CONFIDENT_LEVEL`` (the two level models disagree: typically a short field of view with no
-    rib end, sacrum or neck to count from), so that nobody reads a guessed level as a counted
-    one. A missing or NaN confidence leaves the level as it is."""
+    ``CONFIDENT_LEVEL`` (the two level models disagree, or the anatomical context overruled
+    both: typically a short field of view with no rib end, sacrum or neck to count from), so
+    that nobody reads a guessed level as a counted one. A missing or NaN confidence leaves the level as it is."""
     conf = row.get("level_confidence")
     return f"{row['level']}?" if conf is not None and conf < CONFIDENT_LEVEL else str(row["level"])
 
