@@ -193,7 +193,8 @@ def prevalence(study_rows: pd.DataFrame, by: Sequence[str] = (), *, min_grade: i
 def levels_affected(vertebrae: pd.DataFrame) -> pd.DataFrame:
     """Per level (cranial to caudal): vertebrae seen, fractured (grade >= 1), grade >= 2, and types;
     ``uncertain``: how many of those seen carry that level with a confidence below
-    ``CONFIDENT_LEVEL`` (the level models disagree: such a vertebra may belong to another row)."""
+    ``CONFIDENT_LEVEL`` (the level models disagree, or the anatomical context overruled them:
+    such a vertebra may belong to another row)."""
     from vertfrac_core.detect.levels import CONFIDENT_LEVEL
 
     cols = ["level", "seen", "fractured", "moderate_or_severe", "share", "wedge", "biconcave", "crush",

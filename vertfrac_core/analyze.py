@@ -39,9 +39,7 @@ RESULT_REVISION = 2
 def model_version(*paths: Path) -> str:
     """A short content hash of the weights files and :data:`RESULT_REVISION`: rows carry it, a
     new model (or a revision of what the code reports) reprocesses all."""
-    h = hashlib.sha256()
-    if RESULT_REVISION > 1:  # revision 1's versions were the weights' hash alone
-        h.update(f"result-revision {RESULT_REVISION}".encode())
+    h = hashlib.sha256(f"result-revision {RESULT_REVISION}".encode())
     for p in paths:
         h.update(Path(p).read_bytes())
     return "vf-" + h.hexdigest()[:10]

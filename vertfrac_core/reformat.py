@@ -76,10 +76,16 @@ class Reformation:
         l_ = np.cross(t, b)
         return c, t, b, l_
 
-    def with_slab_offsets(self, offsets_mm: tuple[float, ...]) -> Reformation:
-        """The same straightening with other slab channels (the spline is shared, not refitted)."""
+    def with_slab_offsets(self, offsets_mm: tuple[float, ...],
+                          columns_mm: tuple[float, float] | None = None) -> Reformation:
+        """The same straightening with other slab channels (the spline is shared, not refitted)
+        and, given ``columns_mm`` (reach anterior and posterior of the line), other columns."""
         other = copy.copy(self)
-        other.settings = replace(self.settings, slab_offsets_mm=tuple(float(u) for u in offsets_mm))
+        st = replace(self.settings, slab_offsets_mm=tuple(float(u) for u in offsets_mm))
+        if columns_mm is not None:
+            st = replace(st, anterior_mm=float(columns_mm[0]), posterior_mm=float(columns_mm[1]))
+            other.v_values = np.arange(-st.anterior_mm, st.posterior_mm + 1e-9, st.step_mm)
+        other.settings = st
         return other
 
     @property

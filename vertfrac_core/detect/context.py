@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vertfrac_core.anatomy import GRADED_LEVELS, reference
+from vertfrac_core.morphometry import heights_from_keypoints
 from vertfrac_core.reformat import Reformation
 from vertfrac_core.volume import Volume
 
@@ -48,7 +49,7 @@ OUTSIDE_HU = -1015.0  # below this a sampled pixel lies outside the scan
 @dataclass(frozen=True)
 class ContextSettings:
     lateral_mm: tuple[float, float] = (16.0, 36.0)  # |u| range of the side planes
-    columns_mm: tuple[float, float] = (-25.0, 30.0)  # v range (anterior negative) around the line
+    columns_mm: tuple[float, float] = (25.0, 30.0)  # reach anterior and posterior of the line
     air_present: float = 0.06  # share of air pixels above which lung is beside the body
     air_width: float = 0.015
     min_in_view: float = 0.5  # below this share of the side region in the scan: no air evidence
@@ -76,9 +77,7 @@ def air_profile(volume: Volume, ref: Reformation,
     and the share of that region inside the scan."""
     lo, hi = settings.lateral_mm
     side = np.arange(lo, hi + 1e-9, 4.0)
-    planes = ref.with_slab_offsets(tuple(np.concatenate([-side[::-1], side])))  # a copy
-    v = ref.v_values
-    planes.v_values = v[(v >= settings.columns_mm[0]) & (v <= settings.columns_mm[1])]  # only these columns
+    planes = ref.with_slab_offsets(tuple(np.concatenate([-side[::-1], side])), settings.columns_mm)
     img = planes.image(volume)  # (planes, rows, cols)
     inside = img > OUTSIDE_HU
     air = inside & (img >= AIR_HU[0]) & (img <= AIR_HU[1])
@@ -127,7 +126,6 @@ def level_context(ref: Reformation, keypoints_rc: list[np.ndarray], profile: np.
                   settings: ContextSettings = ContextSettings()) -> np.ndarray:
     """:func:`context_factors` of bodies given by their straightened-image keypoints: posterior
     heights measured in 3D through ``ref``, air from ``profile`` (:func:`air_profile`) if given."""
-    hp = np.array([float(np.linalg.norm(np.subtract(*ref.to_lps(k[4:6, 0], k[4:6, 1], 0.0))))
-                   for k in keypoints_rc])
+    hp = np.array([heights_from_keypoints(ref.to_lps(k[:, 0], k[:, 1], 0.0)).hp_mm for k in keypoints_rc])
     air = None if profile is None else np.array([body_air(profile, k) for k in keypoints_rc])
     return context_factors(hp, air, settings)

@@ -55,7 +55,7 @@ class RefineSettings:
     #: a corner may lie at most this far outside the outermost endplate edge found in the columns
     #: within ``corner_band`` (share of the half depth) of its wall (None: not limited)
     corner_overshoot_px: float | None = 1.0
-    #: the same for the anterior corners (None: ``corner_overshoot_px``). Half as much: on the
+    #: the same for the anterior corners (None: as ``corner_overshoot_px``). Half as much: on the
     #: four real bodies with expert or reference masks (VerSe 005 L2-L4, TPTBox L3) the anterior
     #: heights ran 1.1-2.3 mm taller than the masks' with 1.0 (0.9-1.7 with 0.5), where the rim
     #: carries lips and osteophytes; on the phantom tuning sets 0.5 left the keypoint error as it
@@ -189,17 +189,14 @@ def _plate_rows(gr: np.ndarray, cols: np.ndarray, key_cols: np.ndarray, pred: np
     if new is None:
         return None
     new[[0, 2]] -= inward * s.corner_outset_px
-    if s.corner_overshoot_px is not None:
-        # a corner is not drawn beyond the edges found next to its wall: where the rim curves
-        # (a lip, an osteophyte, a rounded ring) the fitted curve overshoots when extrapolated
-        for j, side in ((0, -1.0), (2, 1.0)):
-            band = side * u >= 1.0 - s.corner_band
-            over = s.corner_overshoot_px
-            if j == 0 and s.anterior_overshoot_px is not None:
-                over = s.anterior_overshoot_px
-            if band.sum() >= 2:
-                outer = float(np.min(inward * y[band]))  # outermost edge, in inward units
-                new[j] = inward * max(inward * new[j], outer - over)
+    # a corner is not drawn beyond the edges found next to its wall: where the rim curves (a lip,
+    # an osteophyte, a rounded ring) the fitted curve overshoots when extrapolated
+    anterior = s.corner_overshoot_px if s.anterior_overshoot_px is None else s.anterior_overshoot_px
+    for j, side, over in ((0, -1.0, anterior), (2, 1.0, s.corner_overshoot_px)):
+        band = side * u >= 1.0 - s.corner_band
+        if over is not None and band.sum() >= 2:
+            outer = float(np.min(inward * y[band]))  # outermost edge, in inward units
+            new[j] = inward * max(inward * new[j], outer - over)
     return new
 
 
