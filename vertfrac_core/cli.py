@@ -407,18 +407,24 @@ def evaluate_detector_cmd(
 @evaluate_app.command("real")
 def evaluate_real_cmd(
     out: Path = typer.Option(Path("benchmarks/results"), "--out"),
+    resolution_phantoms: int = typer.Option(
+        40, "--resolution-phantoms", min=0,
+        help="Held-out phantoms whose L1-L5 masks, drawn at 1, 1.5 and 3 mm, show what each reference "
+             "can resolve (0: skip)."),
 ) -> None:
     """Step 2 on the real CTs of ../shared/data/real, vertebra by vertebra, against their masks."""
     _setup_logging(False)
     from datetime import date
 
     from vertfrac_core.analyze import load_models
-    from vertfrac_core.eval.real import evaluate_real, write_real_table
+    from vertfrac_core.eval.real import evaluate_real, reference_resolution, write_real_table
 
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     m = load_models()
     rows = evaluate_real(shared, m)
-    typer.echo(write_real_table(rows, out, f"Run {date.today().isoformat()}, models {m.version}."))
+    seeds = range(1000, 1000 + resolution_phantoms)
+    typer.echo(write_real_table(rows, out, f"Run {date.today().isoformat()}, models {m.version}.",
+                                (reference_resolution(seeds), seeds) if resolution_phantoms else None))
 
 
 @evaluate_app.command("pipeline")

@@ -117,6 +117,66 @@ def _mask_heights(points: np.ndarray, kp: np.ndarray, grid: Volume,
     return out[0], out[1], out[2]
 
 
+#: the voxel sizes of the shared references (VerSe 1 mm, TPTBox 1.5 mm, TotalSegmentator 3 mm)
+REFERENCE_VOXELS_MM: tuple[float, ...] = (1.0, 1.5, 3.0)
+LUMBAR = ("L1", "L2", "L3", "L4", "L5")
+
+
+def phantom_mask_heights(vertebra, voxel_mm: float, rng: np.random.Generator) -> tuple[float, float, float]:
+    """:func:`_mask_heights` of one phantom body drawn as a label map would draw it: the voxel
+    centres inside the body, on an axis-aligned grid of ``voxel_mm`` with a random phase."""
+    b = vertebra.body
+    r = max(b.half_depth, b.half_width, b.hp) + 2.0 * voxel_mm + 4.0
+    off = rng.uniform(0.0, voxel_mm, 3)
+    c = np.asarray(vertebra.origin_lps, float)
+    axes = [np.arange(np.floor((c[d] - r - off[d]) / voxel_mm), np.ceil((c[d] + r - off[d]) / voxel_mm) + 1)
+            for d in range(3)]
+    pts = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1) * voxel_mm + off
+    aff = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
+    aff[:3, 3] = off
+    grid = Volume(hu=np.zeros((2, 2, 2), np.int8), affine_lps=aff)
+    return _mask_heights(pts[vertebra.body_contains_many(pts)], vertebra.keypoints_lps, grid)
+
+
+def reference_resolution(seeds: range, voxels: tuple[float, ...] = REFERENCE_VOXELS_MM,
+                         levels: tuple[str, ...] = LUMBAR) -> dict[float, np.ndarray]:
+    """What a label map of each voxel size can tell about heights: per voxel size, the (N, 3)
+    differences (mask - truth) of ha/hm/hp of the phantom bodies of ``levels`` (seeds ``seeds``)
+    drawn as labels (:func:`phantom_mask_heights`) and measured as the real masks are. A
+    prediction equal to the truth differs from such a reference by exactly this much."""
+    from vertfrac_core.phantom.population import sample_patient
+    from vertfrac_core.phantom.spine import build_phantom
+
+    out: dict[float, list] = {v: [] for v in voxels}
+    for seed in seeds:
+        ph = build_phantom(sample_patient(seed))
+        rng = np.random.default_rng([seed, 5])
+        for t in ph.truth:
+            if t.level not in levels:
+                continue
+            for v in voxels:
+                mh = phantom_mask_heights(ph.vertebra(t.level), v, rng)
+                out[v].append(np.subtract(mh, (t.ha_mm, t.hm_mm, t.hp_mm)))
+    return {v: np.array(d).reshape(-1, 3) for v, d in out.items()}
+
+
+def _resolution_summary(res: dict[float, np.ndarray], seeds: range) -> list[str]:
+    """Lines of the real table on what its references can resolve (:func:`reference_resolution`)."""
+    lines = [f"What the references can resolve: the same measurement on the masks of phantom bodies "
+             f"L1-L5 (seeds {seeds.start}-{seeds.stop - 1}) drawn at voxel centres, against their true "
+             f"heights, i.e. the difference a perfect prediction would show:", "",
+             "| voxel mm | bodies | all three within 2 mm | ha/hm/hp median abs mm | ha/hm/hp 95th pct abs mm | max abs mm |",
+             "|---|---|---|---|---|---|"]
+    for v, d in res.items():
+        ad = np.abs(d)
+        if not len(ad):
+            continue
+        med = "/".join(f"{x:.1f}" for x in np.median(ad, axis=0))
+        p95 = "/".join(f"{x:.1f}" for x in np.percentile(ad, 95, axis=0))
+        lines.append(f"| {v:g} | {len(ad)} | {np.mean(ad.max(axis=1) <= 2.0):.2f} | {med} | {p95} | {ad.max():.1f} |")
+    return lines
+
+
 def published_grades(shared_data: Path) -> dict[tuple[str, str], int]:
     path = shared_data / "real" / "verse" / "genant_grades.csv"
     if not path.exists():
@@ -201,7 +261,8 @@ def _level_confidence_summary(found: list[RealRow]) -> str:
             f"{len(unsure)}, of them right: {sum(r.predicted_level == r.level for r in unsure)}.")
 
 
-def write_real_table(rows: list[RealRow], out: Path, note: str) -> Path:
+def write_real_table(rows: list[RealRow], out: Path, note: str,
+                     resolution: tuple[dict[float, np.ndarray], range] | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "step2_real.md"
     truth = [r for r in rows if r.level != "(none)"]
@@ -230,5 +291,7 @@ def write_real_table(rows: list[RealRow], out: Path, note: str) -> Path:
                      f"{'-' if r.level_confidence is None else f'{r.level_confidence:.2f}'} | {h(r.pred_h)} | {h(r.mask_h)} | {'-' if d is None else f'{d:.1f}'} | "
                      f"{'-' if r.grade is None else r.grade} | "
                      f"{'-' if r.published_grade is None else r.published_grade} |")
+    if resolution is not None:
+        lines += ["", *_resolution_summary(*resolution)]
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -99,15 +99,17 @@ class Vertebra:
 
     def body_contains(self, point_lps: np.ndarray) -> bool:
         """True when ``point_lps`` lies inside this vertebral body (used to match detections)."""
+        return bool(self.body_contains_many(np.asarray(point_lps, dtype=float)[None, :])[0])
+
+    def body_contains_many(self, points_lps: np.ndarray) -> np.ndarray:
+        """(N,) bool: which of the (N, 3) LPS points lie inside this vertebral body."""
         from vertfrac_core.phantom.shapes import superellipse_radius
 
-        a, l_, s = (np.asarray(point_lps, dtype=float) - self.origin_lps) @ self.frame
+        a, l_, s = ((np.asarray(points_lps, dtype=float) - self.origin_lps) @ self.frame).T
         b = self.body
-        rho = superellipse_radius(np.array(a), np.array(l_), b.half_depth, b.half_width, b.exponent)
-        if rho > 1.0:
-            return False
-        top, bot = b.plates(np.array(a), rho)
-        return bool(bot <= s <= top)
+        rho = superellipse_radius(a, l_, b.half_depth, b.half_width, b.exponent)
+        top, bot = b.plates(a, rho)
+        return (rho <= 1.0) & (bot <= s) & (s <= top)
 
     @property
     def center_lps(self) -> np.ndarray:
