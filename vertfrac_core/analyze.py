@@ -33,7 +33,8 @@ class Models:
 #: bumped whenever the code that turns the networks' outputs into results changes what it
 #: reports (so that rows of the former code are reprocessed like those of former weights)
 #: 2: levels weighed by the anatomical context (``detect/context.py``)
-RESULT_REVISION = 2
+#: 3: keypoint columns halfway between the walls found and the network's (``RefineSettings.wall_weight``)
+RESULT_REVISION = 3
 
 
 def model_version(*paths: Path) -> str:
