@@ -63,12 +63,15 @@ class RefineSettings:
     anterior_overshoot_px: float | None = 0.5
     corner_band: float = 0.5
     #: the keypoints' columns are this weight times the walls found plus the rest times the
-    #: network's (1: the walls found alone; the endplates are always sampled between those). The two are about equally good and err independently: on the tuning
-    #: phantoms (seeds 0-59, 1 mm) the edge alone was the noisier one (mean absolute wall error
-    #: 0.32-0.34 mm against the network's 0.26-0.29; at 3 mm voxels 0.51-0.52 against
-    #: 0.31-0.40), on the walls of the real masks (VerSe 005 L2-L4, TPTBox L3) the better one by
-    #: 0.05-0.1 mm; their mean beat both on the phantoms
+    #: network's (1: the walls found alone; the endplates are always sampled between the walls
+    #: found). On the tuning phantoms (seeds 0-39) the walls found were the noisier (mean absolute
+    #: column error of the wall keypoints 0.32-0.34 mm against the network's 0.26-0.29 at the
+    #: scanners' grids, 0.51-0.52 against 0.31-0.40 at 3 mm voxels); the two err apart, and their
+    #: mean beat either (keypoint error, seeds 0-59: 0.510 / 0.464 / 0.448 mm). On the real masks'
+    #: walls the change was about even (front 0.44 -> 0.37 mm, back 0.40 -> 0.45, 7 and 6 bodies)
     wall_weight: float = 0.5
+    #: ... but only where the two agree within this: a larger disagreement is the network's shift
+    #: of the whole body (what the walls are searched for), and the walls found stand
     wall_agree_px: float = 1.5
     first_edge_share: float = 0.5  # an endplate edge is the first reaching this share of the strongest
 
@@ -240,12 +243,18 @@ def _refine_one(gr: np.ndarray, gc: np.ndarray, kp: np.ndarray, s: RefineSetting
     cp = walls[1] if walls[1] is not None else 0.5 * (kp[4, 1] + kp[5, 1])
     if cp - ca < 8:
         return out
+    # the endplates are sampled between the walls found (ca, cp), but where those and the
+    # network's walls agree within ``wall_agree_px`` the keypoints stand between the two
+    # (``wall_weight``); a larger disagreement is the network's shift, and the walls found stand
+    found = kp[:, 1].copy()
     if walls[0] is not None:
-        out[0, 1] = out[1, 1] = ca
+        found[[0, 1]] = ca
     if walls[1] is not None:
-        out[4, 1] = out[5, 1] = cp
+        found[[4, 5]] = cp
     if walls[0] is not None or walls[1] is not None:
-        out[2, 1] = out[3, 1] = 0.5 * (ca + cp)
+        found[[2, 3]] = 0.5 * (ca + cp)
+    move = found - kp[:, 1]
+    out[:, 1] = kp[:, 1] + np.where(np.abs(move) <= s.wall_agree_px, s.wall_weight, 1.0) * move
     # 2. endplates: columns between the walls
     cols = np.arange(ca + s.inset_px, cp - s.inset_px + 1e-6, 1.0)
     if len(cols) < 6:
@@ -262,9 +271,4 @@ def _refine_one(gr: np.ndarray, gc: np.ndarray, kp: np.ndarray, s: RefineSetting
     # heights stay positive
     if np.any(out[[1, 3, 5], 0] - out[[0, 2, 4], 0] < 3):
         return kp.copy()
-    # the endplates are sampled between the walls found, but where those and the network's walls
-    # agree within ``wall_agree_px`` the keypoints stand between them (``wall_weight``); a larger
-    # disagreement is the network's shift, and the walls found stand
-    move = out[:, 1] - kp[:, 1]
-    out[:, 1] = kp[:, 1] + np.where(np.abs(move) <= s.wall_agree_px, s.wall_weight, 1.0) * move
     return out
