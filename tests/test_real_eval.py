@@ -145,3 +145,39 @@ def test_body_contains_many_agrees_with_body_contains():
     many = v.body_contains_many(pts)
     assert 0 < many.sum() < len(pts)
     assert many.tolist() == [v.body_contains(p) for p in pts]
+
+
+def test_thickness_table_names_each_body_and_the_slices_it_was_analysed_at(tmp_path):
+    from vertfrac_core.eval.real import RealRow, write_real_table
+
+    thick = {
+        3.0: [RealRow("verse/x.nii.gz", "L2", True, "L2", (25.0, 22.0, 27.0), (26.0, 23.5, 27.5), slice_mm=3.0),
+              RealRow("verse/x.nii.gz", "L3", True, "T12", (30.0, 22.0, 24.0), (26.0, 22.5, 27.5), slice_mm=3.0),
+              RealRow("tptbox/y.nii.gz", "L3", False, slice_mm=3.0)],
+        2.0: [RealRow("tptbox/y.nii.gz", "L3", True, "L3", (25.0, 22.0, 27.0), (26.0, 23.5, 27.5))],
+    }
+    text = write_real_table([], tmp_path, "note", thick=thick).read_text()
+    assert "| 3 | 3 | 2 | 1 | 1/2 | 2.5/1.0/2.0 | +1.5/-1.0/-2.0 | verse L2 1.5, verse L3 4.0 |" in text
+    assert "| 2 | 1 | 1 | 1 | 1/1 |" in text and "tptbox L3 (as scanned) 1.5 |" in text
+
+
+def test_the_real_ct_at_3_mm_slices_is_still_found_and_measured():
+    """VerSe 005 reconstructed with 3 mm slices: its three bodies fully in view are still found,
+    each measured against the expert mask drawn at 1 mm. (Heights within 2 mm are not asserted:
+    at 3 mm they are not, the table in benchmarks/results/step2_real.md says by how much.)"""
+    from pathlib import Path
+
+    from vertfrac_core.analyze import load_models
+    from vertfrac_core.eval.real import evaluate_real
+
+    shared = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+    if not (shared / "real" / "verse").exists():
+        pytest.skip(f"shared test data missing: {shared}")
+    rows = [r for r in evaluate_real(shared, load_models("cpu"), thickness_mm=3.0) if r.level != "(none)"]
+    verse = [r for r in rows if r.case.startswith("verse/sub-verse005")]
+    assert [r.level for r in verse] == ["L2", "L3", "L4"]
+    assert all(r.detected and r.slice_mm == pytest.approx(3.0) for r in verse)
+    assert all(r.mask_h is not None and r.pred_h is not None for r in verse)
+    assert {r.case.split("/")[0] for r in rows} <= {"verse", "tptbox"}  # only the thin-slice CTs
+    # the heights are the bodies' own, if blurred: within 8 mm of the mask's at 3 mm slices
+    assert max(r.max_height_diff for r in verse) < 8.0

@@ -411,6 +411,10 @@ def evaluate_real_cmd(
         40, "--resolution-phantoms", min=0,
         help="Held-out phantoms whose L1-L5 masks, drawn at 1, 1.5 and 3 mm, show what each reference "
              "can resolve (0: skip)."),
+    thicknesses: str = typer.Option(
+        "2,3,5", "--thicknesses",
+        help="Slice thicknesses (mm, comma-separated) at which the thin-slice real CTs are "
+             "reconstructed again and analysed against the same masks ('': skip)."),
 ) -> None:
     """Step 2 on the real CTs of ../shared/data/real, vertebra by vertebra, against their masks."""
     _setup_logging(False)
@@ -421,10 +425,18 @@ def evaluate_real_cmd(
 
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     m = load_models()
+    try:
+        ths = [float(x) for x in thicknesses.split(",") if x.strip()]
+    except ValueError as err:
+        raise typer.BadParameter(f"--thicknesses: expected numbers such as 2,3,5; got {thicknesses!r}") from err
+    if any(not t > 0 for t in ths):
+        raise typer.BadParameter(f"--thicknesses must be positive; got {thicknesses!r}")
     rows = evaluate_real(shared, m)
+    thick = {t: evaluate_real(shared, m, thickness_mm=t) for t in ths}
     seeds = range(1000, 1000 + resolution_phantoms)
     typer.echo(write_real_table(rows, out, f"Run {date.today().isoformat()}, models {m.version}.",
-                                (reference_resolution(seeds), seeds) if resolution_phantoms else None))
+                                (reference_resolution(seeds), seeds) if resolution_phantoms else None,
+                                thick))
 
 
 @evaluate_app.command("pipeline")

@@ -51,3 +51,31 @@ def axial_slice(volume: Volume, z_lps: float, x_range: tuple[float, float],
     pts = plane_points(np.array([x_range[0], y_range[0], z_lps]), np.array([1.0, 0, 0]),
                        np.array([0, 1.0, 0]), (rows, cols), spacing_mm)
     return sample_lps(volume, pts)
+
+
+def thicker_slices(volume: Volume, thickness_mm: float) -> Volume:
+    """``volume`` as a scanner would reconstruct it with contiguous slices ``thickness_mm`` thick:
+    along the array axis that runs most nearly head-feet, runs of ``k`` voxels (the thickness
+    over the spacing, rounded) are averaged and each run becomes one slice, placed at the run's
+    middle (``k`` odd: its centre voxel; even: between the two central voxels' centres, where
+    an average of the run lies). The in-plane grid is kept. ``k`` of 1 returns ``volume``
+    itself. For measuring what archival slice thicknesses cost on real anatomy whose masks were
+    drawn at 1-1.5 mm (``vertfrac evaluate real``); a box profile is the simplest slice
+    sensitivity profile, not any one scanner's."""
+    if not thickness_mm > 0:
+        raise ValueError(f"slice thickness must be positive; got {thickness_mm}")
+    a = np.asarray(volume.affine_lps, dtype=np.float64)
+    col = int(np.argmax(np.abs(a[2, :3])))  # i, j or k: the index most along S
+    axis = 2 - col  # its position in the (K, J, I) array
+    step = float(np.linalg.norm(a[:3, col]))
+    k = max(1, int(round(thickness_mm / step)))
+    n = volume.hu.shape[axis] // k
+    if k == 1 or n == 0:
+        return volume
+    hu = np.moveaxis(np.asarray(volume.hu, dtype=np.float32), axis, 0)[:n * k]
+    hu = hu.reshape(n, k, *hu.shape[1:]).mean(axis=1)
+    b = a.copy()
+    b[:3, col] = a[:3, col] * k
+    b[:3, 3] = a[:3, 3] + a[:3, col] * (k - 1) / 2.0
+    meta = {**volume.meta, "thicker_slices_mm": k * step}
+    return Volume(hu=np.ascontiguousarray(np.moveaxis(hu, 0, axis)), affine_lps=b, meta=meta)
