@@ -72,7 +72,21 @@ def _total_s(timings: Any) -> float:
 STUDY_COLUMNS = ["study_key", "series_key", "content_hash", "model_version", "status",
                  "failed_stage", "error_code", "max_grade", "fractured", "moderate_or_severe",
                  "l1_hu", "l1_hu_level", "density_flag", "contrast", "image_path", "n_vertebrae",
-                 "levels", "run_id", "processed_at", "total_s", "age_years", "sex", "age_band"]
+                 "levels", "run_id", "processed_at", "total_s", "age_years", "sex", "age_band", "slice_mm"]
+
+
+def _slice_mm(series_index: pd.DataFrame, scans: pd.DataFrame) -> pd.Series:
+    """The head-feet resolution (mm) of the series each result analysed (``analyzed_series_key``,
+    else ``series_key``): the larger of its slice thickness and slice spacing (a gap between
+    slices is as blind as a thick slice); NaN where the index has neither."""
+    cols = {"series_key", "slice_thickness_mm", "slice_spacing_mm"}
+    if series_index.empty or not cols <= set(series_index.columns):
+        return pd.Series(float("nan"), index=scans.index)
+    idx = series_index.drop_duplicates("series_key", keep="last").set_index("series_key")
+    mm = pd.concat([pd.to_numeric(idx["slice_thickness_mm"], errors="coerce"),
+                    pd.to_numeric(idx["slice_spacing_mm"], errors="coerce")], axis=1).max(axis=1)
+    analysed = scans["analyzed_series_key"] if "analyzed_series_key" in scans else scans["series_key"]
+    return analysed.fillna(scans["series_key"]).map(mm).astype(float)
 
 
 def studies(tables: Tables) -> pd.DataFrame:
@@ -89,6 +103,7 @@ def studies(tables: Tables) -> pd.DataFrame:
     demo = (idx.drop_duplicates("series_key", keep="last").set_index("series_key")[["age_years", "sex"]]
             if not idx.empty else pd.DataFrame(columns=["age_years", "sex"]))
     s = s.join(demo, on="series_key")
+    s["slice_mm"] = _slice_mm(idx, s)
     s["age_band"] = s["age_years"].map(lambda a: age_band(None if pd.isna(a) else float(a)))
     ok = s["status"].eq("ok")
     grade = pd.to_numeric(s["max_grade"], errors="coerce")

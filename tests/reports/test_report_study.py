@@ -134,3 +134,35 @@ def test_study_page_marks_an_uncertain_l1(truth_tables, truth_stats, truth_dest)
     assert any("may be another level" in s for s in rep.summary)
     sure = study_report(truth_tables, row, dest=str(truth_dest[0]))
     assert sure.hu_level == "L1" and "L1?" not in study_html(sure)
+
+
+def test_thick_slices_get_a_caution_in_the_summary() -> None:
+    v = _verts(("L1", 2, "wedge"), ("L2", 0, "normal"))
+    thick = summary_sentences("ok", v, 92.0, "L1", "likely_osteoporosis", slice_mm=5.0)
+    assert len(thick) == 3 and thick[2].startswith("Analysed on 5.0 mm slices: vertebral heights")
+    for fine in (1.25, 2.0, None, float("nan")):
+        assert len(summary_sentences("ok", v, 92.0, "L1", "likely_osteoporosis", slice_mm=fine)) == 2
+    # a failed study says nothing about slices
+    assert len(summary_sentences("failed", v.iloc[0:0], None, None, None, slice_mm=5.0)) == 1
+
+
+def test_the_analysed_series_thickness_reaches_the_study_and_its_page(truth_tables, truth_dest) -> None:  # noqa: ANN001
+    """The thickness is the analysed series' (after a no-spine fallback, not the first
+    candidate's), the larger of slice thickness and spacing; the page shows the caution."""
+    from reports.load import Tables
+    from reports.stats import studies
+
+    idx = truth_tables.series_index.copy()
+    scans = truth_tables.scans.copy()
+    ok = scans[scans["status"].eq("ok")].iloc[0]
+    other = scans[scans["status"].eq("ok")].iloc[1]
+    idx.loc[idx["series_key"].eq(ok["series_key"]), ["slice_thickness_mm", "slice_spacing_mm"]] = [3.0, 5.0]
+    # the second study's result came from another series: its index row decides
+    scans.loc[scans["series_key"].eq(other["series_key"]), "analyzed_series_key"] = ok["series_key"]
+    t = Tables(**{**truth_tables.__dict__, "series_index": idx, "scans": scans})
+    st = studies(t)
+    by_series = st.set_index("series_key")["slice_mm"]
+    assert by_series[ok["series_key"]] == 5.0 and by_series[other["series_key"]] == 5.0
+    assert by_series.drop([ok["series_key"], other["series_key"]]).fillna(1.0).le(1.25).all()
+    row = st[st["series_key"].eq(ok["series_key"])].iloc[0]
+    assert "Analysed on 5.0 mm slices" in study_html(study_report(t, row, dest=str(truth_dest[0])))
