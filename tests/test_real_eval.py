@@ -181,3 +181,38 @@ def test_the_real_ct_at_3_mm_slices_is_still_found_and_measured():
     assert {r.case.split("/")[0] for r in rows} <= {"verse", "tptbox"}  # only the thin-slice CTs
     # the heights are the bodies' own, if blurred: within 8 mm of the mask's at 3 mm slices
     assert max(r.max_height_diff for r in verse) < 8.0
+
+
+def test_noise_table_counts_false_grades_against_the_scan_as_it_was(tmp_path):
+    from vertfrac_core.eval.real import RealRow, write_real_table
+
+    def row(level, grade, detected=True, pred=(25.0, 22.0, 27.0)):
+        return RealRow("verse/x.nii.gz", level, detected, level if detected else "-",
+                       pred if detected else None, (26.0, 23.5, 27.5) if detected else None, grade=grade)
+
+    native = [row("L1", 0), row("L2", 1)]
+    noisy = {(80.0, 1): [row("L1", 2, pred=(25.0, 22.0, 20.0)), row("L2", 1)],
+             (80.0, 2): [row("L1", 0), row("L2", None, detected=False)]}
+    text = write_real_table(native, tmp_path, "note", noisy=noisy).read_text()
+    assert "As scanned, 1 of these bodies are graded >= 1" in text
+    assert "| 0 (as scanned) | - | 2 | 2 | 2 | 2/2 | 1 | 0 |" in text
+    assert "| 80 | 1 | 2 | 2 | 2 | 1/2 | 2 | 1 |" in text
+    assert "| 80 | 2 | 2 | 1 | 1 | 1/1 | 0 | 0 |" in text
+
+
+def test_evaluate_detector_with_noise_writes_its_own_table(tmp_path):
+    """`vertfrac evaluate detector --noise-hu 80` adds the same seeded noise to every image (two
+    calls agree) and writes detector_phantoms_noise80.md beside, not over, the plain table."""
+    from typer.testing import CliRunner
+
+    from vertfrac_core.cli import app
+
+    for out in ("a", "b"):
+        res = CliRunner().invoke(app, ["evaluate", "detector", "--phantoms", "1", "--seed", "1000",
+                                       "--noise-hu", "80", "--out", str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+    text = (tmp_path / "a" / "detector_phantoms_noise80.md").read_text()
+    assert "white noise of 80 HU added to every image" in text and "| cases | 1 |" in text
+    assert not (tmp_path / "a" / "detector_phantoms.md").exists()
+    strip = lambda t: t.split("\n", 3)[3]  # noqa: E731  (the run date line differs at midnight only)
+    assert strip(text) == strip((tmp_path / "b" / "detector_phantoms_noise80.md").read_text())

@@ -34,7 +34,8 @@ class Models:
 #: reports (so that rows of the former code are reprocessed like those of former weights)
 #: 2: levels weighed by the anatomical context (``detect/context.py``)
 #: 3: keypoint columns halfway between the walls found and the network's (``RefineSettings.wall_weight``)
-RESULT_REVISION = 3
+#: 4: the endplate and wall edge floor rises with the image's noise (``RefineSettings.noise_z``)
+RESULT_REVISION = 4
 
 
 def model_version(*paths: Path) -> str:

@@ -392,6 +392,11 @@ def evaluate_detector_cmd(
     samples: Path = typer.Option(None, "--samples", help="Folder of pre-rendered held-out samples "
                                  "(`generate_samples`); missing seeds are rendered."),
     out: Path = typer.Option(Path("benchmarks/results"), "--out"),
+    noise_hu: float = typer.Option(
+        0.0, "--noise-hu", min=0.0,
+        help="White noise (HU standard deviation) added to every image, seeded per phantom: a noisier "
+             "scan than the phantoms' own (low dose, sharp kernel). The table is then "
+             "detector_phantoms_noise<N>.md."),
 ) -> None:
     """Detection, keypoints, levels and grading on straightened held-out phantom images."""
     _setup_logging(False)
@@ -399,9 +404,11 @@ def evaluate_detector_cmd(
     from vertfrac_core.eval.detector import evaluate_detector
 
     s = evaluate_detector(phantoms, seed, Detector(weights or WEIGHTS),
-                          str(samples) if samples else None).summary()
-    typer.echo(_write_metrics("detector_phantoms", s, f"seeds {seed}..{seed + phantoms - 1}, "
-                              "straightened images with step-1-like line errors", out))
+                          str(samples) if samples else None, noise_hu=noise_hu).summary()
+    name = f"detector_phantoms_noise{noise_hu:g}" if noise_hu > 0 else "detector_phantoms"
+    extra = f", white noise of {noise_hu:g} HU added to every image" if noise_hu > 0 else ""
+    typer.echo(_write_metrics(name, s, f"seeds {seed}..{seed + phantoms - 1}, "
+                              f"straightened images with step-1-like line errors{extra}", out))
 
 
 @evaluate_app.command("real")
@@ -415,6 +422,10 @@ def evaluate_real_cmd(
         "2,3,5", "--thicknesses",
         help="Slice thicknesses (mm, comma-separated) at which the thin-slice real CTs are "
              "reconstructed again and analysed against the same masks ('': skip)."),
+    noise: str = typer.Option(
+        "40,80", "--noise-hu",
+        help="White noise levels (HU, comma-separated) added to the real CTs, two seeded "
+             "realisations each ('': skip)."),
 ) -> None:
     """Step 2 on the real CTs of ../shared/data/real, vertebra by vertebra, against their masks."""
     _setup_logging(False)
@@ -425,18 +436,26 @@ def evaluate_real_cmd(
 
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     m = load_models()
-    try:
-        ths = [float(x) for x in thicknesses.split(",") if x.strip()]
-    except ValueError as err:
-        raise typer.BadParameter(f"--thicknesses: expected numbers such as 2,3,5; got {thicknesses!r}") from err
-    if any(not t > 0 for t in ths):
-        raise typer.BadParameter(f"--thicknesses must be positive; got {thicknesses!r}")
+    ths = _positive_list(thicknesses, "--thicknesses")
+    noises = _positive_list(noise, "--noise-hu")
     rows = evaluate_real(shared, m)
     thick = {t: evaluate_real(shared, m, thickness_mm=t) for t in ths}
+    noisy = {(hu, rep): evaluate_real(shared, m, noise_hu=hu, noise_seed=rep) for hu in noises for rep in (1, 2)}
     seeds = range(1000, 1000 + resolution_phantoms)
     typer.echo(write_real_table(rows, out, f"Run {date.today().isoformat()}, models {m.version}.",
                                 (reference_resolution(seeds), seeds) if resolution_phantoms else None,
-                                thick))
+                                thick, noisy))
+
+
+def _positive_list(text: str, option: str) -> list[float]:
+    """"2,3,5" -> [2.0, 3.0, 5.0]; '' -> []; anything else is a usage error."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise typer.BadParameter(f"{option}: expected numbers such as 2,3,5; got {text!r}") from err
+    if any(not v > 0 for v in values):
+        raise typer.BadParameter(f"{option} must be positive; got {text!r}")
+    return values
 
 
 @evaluate_app.command("pipeline")
