@@ -21,9 +21,9 @@ view puts a step several times stronger than any cortex beside the body. Every m
 clear an edge-strength threshold and agree between columns; otherwise the network's keypoint is
 kept. The threshold rises with the image's noise (``noise_z`` times the robust spread of the
 row gradient over soft tissue and bone): on a noisy scan (low dose, a sharp kernel) noise
-alone clears a fixed floor inside the body, and an endplate "found" there shortens the body into
-a false fracture. The step is deterministic and interpretable: each keypoint is an edge a reader can see in
-the picture.
+alone clears a fixed floor inside the body, and an endplate "found" there shortens the body
+into a false fracture. The step is deterministic and interpretable: each keypoint is an edge a
+reader can see in the picture.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ class RefineSettings:
     #: the edge floor is at least this many times the image's gradient noise (:func:`gradient_noise`).
     #: The training phantoms' noise is 5-13 HU/px (5th-95th percentile, seeds 0-39), the real
     #: thin-slice CTs' 13-19 (VerSe 005 / 006, TPTBox; TotalSegmentator's 3 mm volume 7): 2.5
-    #: leaves the floor at 40 on all of them but VerSe 005 and TPTBox (45-46: their results as
-    #: before within 0.1-0.9 mm), and raises it where noise is added. White noise of 80 HU
+    #: leaves the floor at 40 on all of them but VerSe 005 and TPTBox (45-46: the real table's
+    #: heights moved by at most 0.2 mm), and raises it where noise is added. White noise of 80 HU
     #: on the straightened tuning phantoms: kappa 0.623 -> 0.819 (seeds 0-99), 0.178 -> 0.494 (3 mm
     #: voxels, seeds 0-29). 3 shortened VerSe 005's L2 by 2.8 mm at its own noise
     noise_z: float = 2.5

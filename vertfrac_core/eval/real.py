@@ -189,7 +189,6 @@ def published_grades(shared_data: Path) -> dict[tuple[str, str], int]:
 #: the sources whose masks were drawn on thin slices (1-1.5 mm): their CTs are also evaluated
 #: at archival slice thicknesses, against the same masks (TotalSegmentator's example is 3 mm already)
 THIN_SOURCES = ("verse", "tptbox")
-ARCHIVAL_THICKNESSES_MM = (2.0, 3.0, 5.0)
 
 
 def evaluate_real(shared_data: Path, models, thickness_mm: float | None = None,
@@ -244,11 +243,16 @@ def evaluate_real(shared_data: Path, models, thickness_mm: float | None = None,
     return rows
 
 
+def _height_diffs(rows: list[RealRow]) -> np.ndarray:
+    """(N, 3) predicted minus mask ha, hm, hp of the rows that have both."""
+    return np.array([np.subtract(r.pred_h, r.mask_h) for r in rows
+                     if r.pred_h is not None and r.mask_h is not None and not np.any(np.isnan(r.mask_h))])
+
+
 def _height_summary(found: list[RealRow]) -> list[str]:
     """Per height (ha, hm, hp): single heights within 2 mm, median absolute and mean signed
     difference (predicted - mask)."""
-    d = np.array([np.subtract(r.pred_h, r.mask_h) for r in found
-                  if r.pred_h is not None and r.mask_h is not None and not np.any(np.isnan(r.mask_h))])
+    d = _height_diffs(found)
     if d.size == 0:
         return ["No heights to compare."]
     within = int((np.abs(d) <= 2.0).sum())
@@ -311,8 +315,7 @@ def thickness_summary(by_thickness: dict[float, list[RealRow]]) -> list[str]:
         found = [r for r in truth if r.detected]
         right = sum(r.predicted_level == r.level for r in found)
         diffs = [r.max_height_diff for r in found]
-        d = np.array([np.subtract(r.pred_h, r.mask_h) for r in found
-                      if r.pred_h is not None and r.mask_h is not None and not np.any(np.isnan(r.mask_h))])
+        d = _height_diffs(found)
         med = "/".join(f"{x:.1f}" for x in np.median(np.abs(d), axis=0)) if d.size else "-"
         mean = "/".join(f"{x:+.1f}" for x in d.mean(axis=0)) if d.size else "-"
         per = ", ".join(f"{r.case.split('/')[0]} {r.level}{_native(r, th)} {'-' if x is None else f'{x:.1f}'}"
@@ -339,8 +342,7 @@ def noise_summary(rows: list[RealRow], noisy: dict[tuple[float, int], list[RealR
         truth = [r for r in rs if r.level != "(none)"]
         found = [r for r in truth if r.detected]
         diffs = [r.max_height_diff for r in found]
-        d = np.array([np.subtract(r.pred_h, r.mask_h) for r in found
-                      if r.pred_h is not None and r.mask_h is not None and not np.any(np.isnan(r.mask_h))])
+        d = _height_diffs(found)
         med = "/".join(f"{x:.1f}" for x in np.median(np.abs(d), axis=0)) if d.size else "-"
         graded = [r.grade for r in rs if r.grade is not None]
         lines.append(f"| {hu:g}{' (as scanned)' if hu == 0 else ''} | {rep if hu else '-'} | {len(truth)} | "
