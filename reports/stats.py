@@ -75,14 +75,13 @@ STUDY_COLUMNS = ["study_key", "series_key", "content_hash", "model_version", "st
                  "levels", "run_id", "processed_at", "total_s", "age_years", "sex", "age_band", "slice_mm"]
 
 
-def _slice_mm(series_index: pd.DataFrame, scans: pd.DataFrame) -> pd.Series:
+def _slice_mm(idx: pd.DataFrame, scans: pd.DataFrame) -> pd.Series:
     """The head-feet resolution (mm) of the series each result analysed (``analyzed_series_key``,
-    else ``series_key``): the larger of its slice thickness and slice spacing (a gap between
-    slices is as blind as a thick slice); NaN where the index has neither."""
-    cols = {"series_key", "slice_thickness_mm", "slice_spacing_mm"}
-    if series_index.empty or not cols <= set(series_index.columns):
+    else ``series_key``; ``idx``: the series index, one row per series key): the larger of its
+    slice thickness and slice spacing (a gap between slices is as blind as a thick slice); NaN
+    where the index has neither."""
+    if idx.empty or not {"slice_thickness_mm", "slice_spacing_mm"} <= set(idx.columns):
         return pd.Series(float("nan"), index=scans.index)
-    idx = series_index.drop_duplicates("series_key", keep="last").set_index("series_key")
     mm = pd.concat([pd.to_numeric(idx["slice_thickness_mm"], errors="coerce"),
                     pd.to_numeric(idx["slice_spacing_mm"], errors="coerce")], axis=1).max(axis=1)
     analysed = scans["analyzed_series_key"] if "analyzed_series_key" in scans else scans["series_key"]
@@ -100,10 +99,10 @@ def studies(tables: Tables) -> pd.DataFrame:
     s = s.sort_values(["processed_at", "_ok"], kind="stable").groupby("study_key").tail(1)
     s["total_s"] = s["timings_s"].map(_total_s)
     idx = tables.series_index
-    demo = (idx.drop_duplicates("series_key", keep="last").set_index("series_key")[["age_years", "sex"]]
-            if not idx.empty else pd.DataFrame(columns=["age_years", "sex"]))
-    s = s.join(demo, on="series_key")
-    s["slice_mm"] = _slice_mm(idx, s)
+    per_series = (idx.drop_duplicates("series_key", keep="last").set_index("series_key")
+                  if not idx.empty else pd.DataFrame(columns=["age_years", "sex"]))
+    s = s.join(per_series[["age_years", "sex"]], on="series_key")
+    s["slice_mm"] = _slice_mm(per_series, s)
     s["age_band"] = s["age_years"].map(lambda a: age_band(None if pd.isna(a) else float(a)))
     ok = s["status"].eq("ok")
     grade = pd.to_numeric(s["max_grade"], errors="coerce")

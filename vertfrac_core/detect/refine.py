@@ -28,7 +28,7 @@ reader can see in the picture.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -236,8 +236,6 @@ def gradient_noise(image: np.ndarray, gr: np.ndarray) -> float | None:
 def refine_keypoints(image: np.ndarray, keypoints_rc: list[np.ndarray],
                      settings: RefineSettings = RefineSettings()) -> list[np.ndarray]:
     """Refined (6, 2) keypoints for every vertebra of a straightened image (central slab, HU)."""
-    from dataclasses import replace
-
     gr, gc = _gradients(image, settings.smooth_px)
     noise = gradient_noise(image, gr)
     if noise is not None and settings.noise_z * noise > settings.min_edge_hu_per_px:

@@ -249,6 +249,28 @@ def _height_diffs(rows: list[RealRow]) -> np.ndarray:
                      if r.pred_h is not None and r.mask_h is not None and not np.any(np.isnan(r.mask_h))])
 
 
+@dataclass
+class _Tally:
+    """The counts each summary of a set of rows starts from."""
+
+    truth: list[RealRow]  # vertebrae fully in view in a mask
+    found: list[RealRow]  # ... detected
+    right: int  # ... with the mask's level
+    within_2mm: int  # ... with all three heights within 2 mm
+    diffs: np.ndarray  # (N, 3) predicted - mask heights of the found ones that have both
+
+
+def _tally(rows: list[RealRow]) -> _Tally:
+    truth = [r for r in rows if r.level != "(none)"]
+    found = [r for r in truth if r.detected]
+    return _Tally(truth, found, sum(r.predicted_level == r.level for r in found),
+                  sum((x := r.max_height_diff) is not None and x <= 2.0 for r in found), _height_diffs(found))
+
+
+def _median_abs(d: np.ndarray) -> str:
+    return "/".join(f"{x:.1f}" for x in np.median(np.abs(d), axis=0)) if d.size else "-"
+
+
 def _height_summary(found: list[RealRow]) -> list[str]:
     """Per height (ha, hm, hp): single heights within 2 mm, median absolute and mean signed
     difference (predicted - mask)."""
@@ -256,7 +278,7 @@ def _height_summary(found: list[RealRow]) -> list[str]:
     if d.size == 0:
         return ["No heights to compare."]
     within = int((np.abs(d) <= 2.0).sum())
-    med = "/".join(f"{x:.1f}" for x in np.median(np.abs(d), axis=0))
+    med = _median_abs(d)
     mean = "/".join(f"{x:+.1f}" for x in d.mean(axis=0))
     return [f"Single heights within 2 mm: {within}/{d.size}; ha/hm/hp median absolute difference {med} mm, "
             f"mean signed difference (predicted - mask) {mean} mm."]
@@ -288,7 +310,7 @@ def _level_confidence_summary(found: list[RealRow]) -> str:
             f"{len(unsure)}, of them right: {sum(r.predicted_level == r.level for r in unsure)}.")
 
 
-def _native(row: RealRow, thickness_mm: float) -> str:
+def _slice_note(row: RealRow, thickness_mm: float) -> str:
     """" (at 4.5 mm)" where the slices analysed are not ``thickness_mm`` (whole voxels are
     averaged: 1.5 mm voxels make 3 or 4.5 mm slices); " (as scanned)" where none were averaged."""
     if row.slice_mm is None:
@@ -311,17 +333,12 @@ def thickness_summary(by_thickness: dict[float, list[RealRow]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for th, rows in by_thickness.items():
-        truth = [r for r in rows if r.level != "(none)"]
-        found = [r for r in truth if r.detected]
-        right = sum(r.predicted_level == r.level for r in found)
-        diffs = [r.max_height_diff for r in found]
-        d = _height_diffs(found)
-        med = "/".join(f"{x:.1f}" for x in np.median(np.abs(d), axis=0)) if d.size else "-"
-        mean = "/".join(f"{x:+.1f}" for x in d.mean(axis=0)) if d.size else "-"
-        per = ", ".join(f"{r.case.split('/')[0]} {r.level}{_native(r, th)} {'-' if x is None else f'{x:.1f}'}"
-                        for r, x in zip(found, diffs, strict=True))
-        lines.append(f"| {th:g} | {len(truth)} | {len(found)} | {right} | "
-                     f"{sum(x is not None and x <= 2.0 for x in diffs)}/{len(found)} | {med} | {mean} | {per} |")
+        t = _tally(rows)
+        mean = "/".join(f"{x:+.1f}" for x in t.diffs.mean(axis=0)) if t.diffs.size else "-"
+        per = ", ".join(f"{r.case.split('/')[0]} {r.level}{_slice_note(r, th)} "
+                        f"{'-' if (x := r.max_height_diff) is None else f'{x:.1f}'}" for r in t.found)
+        lines.append(f"| {th:g} | {len(t.truth)} | {len(t.found)} | {t.right} | {t.within_2mm}/{len(t.found)} | "
+                     f"{_median_abs(t.diffs)} | {mean} | {per} |")
     return lines
 
 
@@ -339,16 +356,11 @@ def noise_summary(rows: list[RealRow], noisy: dict[tuple[float, int], list[RealR
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for (hu, rep), rs in [((0.0, 0), rows), *noisy.items()]:
-        truth = [r for r in rs if r.level != "(none)"]
-        found = [r for r in truth if r.detected]
-        diffs = [r.max_height_diff for r in found]
-        d = _height_diffs(found)
-        med = "/".join(f"{x:.1f}" for x in np.median(np.abs(d), axis=0)) if d.size else "-"
+        t = _tally(rs)
         graded = [r.grade for r in rs if r.grade is not None]
-        lines.append(f"| {hu:g}{' (as scanned)' if hu == 0 else ''} | {rep if hu else '-'} | {len(truth)} | "
-                     f"{len(found)} | {sum(r.predicted_level == r.level for r in found)} | "
-                     f"{sum(x is not None and x <= 2.0 for x in diffs)}/{len(found)} | "
-                     f"{sum(g >= 1 for g in graded)} | {sum(g >= 2 for g in graded)} | {med} |")
+        lines.append(f"| {hu:g}{' (as scanned)' if hu == 0 else ''} | {rep if hu else '-'} | {len(t.truth)} | "
+                     f"{len(t.found)} | {t.right} | {t.within_2mm}/{len(t.found)} | "
+                     f"{sum(g >= 1 for g in graded)} | {sum(g >= 2 for g in graded)} | {_median_abs(t.diffs)} |")
     return lines
 
 
@@ -358,19 +370,17 @@ def write_real_table(rows: list[RealRow], out: Path, note: str,
                      noisy: dict[tuple[float, int], list[RealRow]] | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "step2_real.md"
-    truth = [r for r in rows if r.level != "(none)"]
-    found = [r for r in truth if r.detected]
-    right = [r for r in found if r.predicted_level == r.level]
-    diffs = [d for r in found if (d := r.max_height_diff) is not None]
+    t = _tally(rows)
+    measured = sum(r.max_height_diff is not None for r in t.found)
     fp = [r for r in rows if r.level == "(none)"]
     lines = [
         "# Step 2 on the real CTs", "", note, "",
-        f"Vertebrae fully in view: {len(truth)}; detected: {len(found)}; with the right level: "
-        f"{len(right)}; detections outside every labelled vertebra: {len(fp)}; height agreement with the "
-        f"mask within 2 mm (all three heights): {sum(d <= 2.0 for d in diffs)}/{len(diffs)}.", "",
-        _by_source(found), "",
-        _level_confidence_summary(found), "",
-        *_height_summary(found), "",
+        f"Vertebrae fully in view: {len(t.truth)}; detected: {len(t.found)}; with the right level: "
+        f"{t.right}; detections outside every labelled vertebra: {len(fp)}; height agreement with the "
+        f"mask within 2 mm (all three heights): {t.within_2mm}/{measured}.", "",
+        _by_source(t.found), "",
+        _level_confidence_summary(t.found), "",
+        *_height_summary(t.found), "",
         "| case | level (mask) | detected | predicted level | level confidence | ha/hm/hp predicted mm | ha/hm/hp mask mm | max diff mm | grade | published grade |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
